@@ -1,0 +1,64 @@
+# BriefXAI — one file to install, generate, run, test and lint from nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PROTO_SRC := $(shell find protos -name '*.proto' | sort)
+PROTO_OUT := libs/proto
+export GRPC_VERBOSITY ?= ERROR
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install protos check-protos run up test test-fast lint bench bench-smoke helm-lint clean
+
+install: $(VENV)/.installed
+
+# torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+protos: install
+	rm -rf $(PROTO_OUT)/briefxai
+	PATH=$(BIN):$$PATH $(PY) -m grpc_tools.protoc -I protos \
+	  --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+	  --grpc_python_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) $(PROTO_SRC)
+	find $(PROTO_OUT)/briefxai -type d -exec touch {}/__init__.py \;
+
+# Fails when the committed generated code differs from what the protos produce now.
+check-protos: install
+	tmp=$$(mktemp -d) && \
+	PATH=$(BIN):$$PATH $(PY) -m grpc_tools.protoc -I protos \
+	  --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_SRC) && \
+	find $$tmp/briefxai -type d -exec touch {}/__init__.py \; && \
+	diff -r $$tmp/briefxai $(PROTO_OUT)/briefxai && echo "generated code is up to date"
+
+run: install
+	$(BIN)/briefxai demo
+
+up: install
+	$(BIN)/briefxai up
+
+test: install check-protos lint
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not e2e"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/common libs/cli services tests
+
+bench: install
+	$(BIN)/python -m benchmarks.run --full
+
+bench-smoke: install
+	$(BIN)/python -m benchmarks.run --smoke
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

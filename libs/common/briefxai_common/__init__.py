@@ -1,0 +1,1 @@
+"""Shared bootstrap, configuration, logging, metrics, tracing and resilience for BriefXAI services."""

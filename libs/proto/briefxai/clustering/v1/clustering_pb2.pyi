@@ -1,0 +1,70 @@
+from briefxai.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClusteringParams(_message.Message):
+    __slots__ = ("k", "hierarchy_depth", "max_top_clusters", "min_cluster_size", "min_distinct_users", "seed", "skip_map")
+    K_FIELD_NUMBER: _ClassVar[int]
+    HIERARCHY_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOP_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    MIN_CLUSTER_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_DISTINCT_USERS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SKIP_MAP_FIELD_NUMBER: _ClassVar[int]
+    k: int
+    hierarchy_depth: int
+    max_top_clusters: int
+    min_cluster_size: int
+    min_distinct_users: int
+    seed: int
+    skip_map: bool
+    def __init__(self, k: _Optional[int] = ..., hierarchy_depth: _Optional[int] = ..., max_top_clusters: _Optional[int] = ..., min_cluster_size: _Optional[int] = ..., min_distinct_users: _Optional[int] = ..., seed: _Optional[int] = ..., skip_map: _Optional[bool] = ...) -> None: ...
+
+class ClusterEmbeddingsRequest(_message.Message):
+    __slots__ = ("vectors", "ids", "user_ids", "texts", "params")
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    vectors: _common_pb2.PackedVectors
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    params: ClusteringParams
+    def __init__(self, vectors: _Optional[_Union[_common_pb2.PackedVectors, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., user_ids: _Optional[_Iterable[str]] = ..., texts: _Optional[_Iterable[str]] = ..., params: _Optional[_Union[ClusteringParams, _Mapping]] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("conversation_id", "cluster_id", "withheld")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    cluster_id: str
+    withheld: bool
+    def __init__(self, conversation_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., withheld: _Optional[bool] = ...) -> None: ...
+
+class ClusterEmbeddingsResponse(_message.Message):
+    __slots__ = ("clusters", "assignments", "points", "k", "k_rule", "base_algorithm", "map_algorithm", "withheld_count")
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    K_RULE_FIELD_NUMBER: _ClassVar[int]
+    BASE_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    MAP_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    clusters: _containers.RepeatedCompositeFieldContainer[_common_pb2.Cluster]
+    assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
+    points: _containers.RepeatedCompositeFieldContainer[_common_pb2.MapPoint]
+    k: int
+    k_rule: str
+    base_algorithm: str
+    map_algorithm: str
+    withheld_count: int
+    def __init__(self, clusters: _Optional[_Iterable[_Union[_common_pb2.Cluster, _Mapping]]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., points: _Optional[_Iterable[_Union[_common_pb2.MapPoint, _Mapping]]] = ..., k: _Optional[int] = ..., k_rule: _Optional[str] = ..., base_algorithm: _Optional[str] = ..., map_algorithm: _Optional[str] = ..., withheld_count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,302 @@
+import datetime
+
+from briefxai.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AnalysisState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANALYSIS_STATE_UNSPECIFIED: _ClassVar[AnalysisState]
+    ANALYSIS_STATE_PENDING: _ClassVar[AnalysisState]
+    ANALYSIS_STATE_RUNNING: _ClassVar[AnalysisState]
+    ANALYSIS_STATE_SUCCEEDED: _ClassVar[AnalysisState]
+    ANALYSIS_STATE_FAILED: _ClassVar[AnalysisState]
+    ANALYSIS_STATE_CANCELLED: _ClassVar[AnalysisState]
+
+class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAGE_UNSPECIFIED: _ClassVar[Stage]
+    STAGE_VALIDATE: _ClassVar[Stage]
+    STAGE_FACETS: _ClassVar[Stage]
+    STAGE_EMBED: _ClassVar[Stage]
+    STAGE_CLUSTER: _ClassVar[Stage]
+    STAGE_STORE: _ClassVar[Stage]
+
+class EmbedText(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EMBED_TEXT_UNSPECIFIED: _ClassVar[EmbedText]
+    EMBED_TEXT_CONVERSATION: _ClassVar[EmbedText]
+    EMBED_TEXT_USER_MESSAGES: _ClassVar[EmbedText]
+    EMBED_TEXT_FIRST_USER_MESSAGE: _ClassVar[EmbedText]
+    EMBED_TEXT_REQUEST_SUMMARY: _ClassVar[EmbedText]
+ANALYSIS_STATE_UNSPECIFIED: AnalysisState
+ANALYSIS_STATE_PENDING: AnalysisState
+ANALYSIS_STATE_RUNNING: AnalysisState
+ANALYSIS_STATE_SUCCEEDED: AnalysisState
+ANALYSIS_STATE_FAILED: AnalysisState
+ANALYSIS_STATE_CANCELLED: AnalysisState
+STAGE_UNSPECIFIED: Stage
+STAGE_VALIDATE: Stage
+STAGE_FACETS: Stage
+STAGE_EMBED: Stage
+STAGE_CLUSTER: Stage
+STAGE_STORE: Stage
+EMBED_TEXT_UNSPECIFIED: EmbedText
+EMBED_TEXT_CONVERSATION: EmbedText
+EMBED_TEXT_USER_MESSAGES: EmbedText
+EMBED_TEXT_FIRST_USER_MESSAGE: EmbedText
+EMBED_TEXT_REQUEST_SUMMARY: EmbedText
+
+class AnalysisOptions(_message.Message):
+    __slots__ = ("facets", "k", "hierarchy_depth", "min_cluster_size", "min_distinct_users", "seed", "embed_text", "display_name")
+    FACETS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    HIERARCHY_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MIN_CLUSTER_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_DISTINCT_USERS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    EMBED_TEXT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    facets: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    hierarchy_depth: int
+    min_cluster_size: int
+    min_distinct_users: int
+    seed: int
+    embed_text: EmbedText
+    display_name: str
+    def __init__(self, facets: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., hierarchy_depth: _Optional[int] = ..., min_cluster_size: _Optional[int] = ..., min_distinct_users: _Optional[int] = ..., seed: _Optional[int] = ..., embed_text: _Optional[_Union[EmbedText, str]] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class StageProgress(_message.Message):
+    __slots__ = ("stage", "done", "total")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    stage: Stage
+    done: int
+    total: int
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class Analysis(_message.Message):
+    __slots__ = ("name", "id", "state", "options", "request_id", "conversation_count", "create_time", "update_time", "error", "stage", "stages", "warnings")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    state: AnalysisState
+    options: AnalysisOptions
+    request_id: str
+    conversation_count: int
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    error: str
+    stage: Stage
+    stages: _containers.RepeatedCompositeFieldContainer[StageProgress]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[_Union[AnalysisState, str]] = ..., options: _Optional[_Union[AnalysisOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., conversation_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., stage: _Optional[_Union[Stage, str]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateAnalysisRequest(_message.Message):
+    __slots__ = ("conversations", "options", "request_id")
+    CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    conversations: _containers.RepeatedCompositeFieldContainer[_common_pb2.Conversation]
+    options: AnalysisOptions
+    request_id: str
+    def __init__(self, conversations: _Optional[_Iterable[_Union[_common_pb2.Conversation, _Mapping]]] = ..., options: _Optional[_Union[AnalysisOptions, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateAnalysisResponse(_message.Message):
+    __slots__ = ("analysis",)
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    analysis: Analysis
+    def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ...) -> None: ...
+
+class UploadAnalysisRequest(_message.Message):
+    __slots__ = ("header", "batch")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    batch: ConversationBatch
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., batch: _Optional[_Union[ConversationBatch, _Mapping]] = ...) -> None: ...
+
+class UploadHeader(_message.Message):
+    __slots__ = ("options", "request_id")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    options: AnalysisOptions
+    request_id: str
+    def __init__(self, options: _Optional[_Union[AnalysisOptions, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ConversationBatch(_message.Message):
+    __slots__ = ("conversations",)
+    CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    conversations: _containers.RepeatedCompositeFieldContainer[_common_pb2.Conversation]
+    def __init__(self, conversations: _Optional[_Iterable[_Union[_common_pb2.Conversation, _Mapping]]] = ...) -> None: ...
+
+class UploadAnalysisResponse(_message.Message):
+    __slots__ = ("analysis",)
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    analysis: Analysis
+    def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ...) -> None: ...
+
+class GetAnalysisRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetAnalysisResponse(_message.Message):
+    __slots__ = ("analysis",)
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    analysis: Analysis
+    def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ...) -> None: ...
+
+class ListAnalysesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAnalysesResponse(_message.Message):
+    __slots__ = ("analyses", "next_page_token")
+    ANALYSES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    analyses: _containers.RepeatedCompositeFieldContainer[Analysis]
+    next_page_token: str
+    def __init__(self, analyses: _Optional[_Iterable[_Union[Analysis, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WatchAnalysisRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchAnalysisResponse(_message.Message):
+    __slots__ = ("id", "state", "stage", "stages", "rate", "eta_seconds", "warnings", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: AnalysisState
+    stage: Stage
+    stages: _containers.RepeatedCompositeFieldContainer[StageProgress]
+    rate: float
+    eta_seconds: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[AnalysisState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class CancelAnalysisRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CancelAnalysisResponse(_message.Message):
+    __slots__ = ("analysis",)
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    analysis: Analysis
+    def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ...) -> None: ...
+
+class DeleteAnalysisRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteAnalysisResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FacetDistribution(_message.Message):
+    __slots__ = ("facet", "counts", "mean")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    FACET_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    facet: str
+    counts: _containers.ScalarMap[str, int]
+    mean: float
+    def __init__(self, facet: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., mean: _Optional[float] = ...) -> None: ...
+
+class ClusterResult(_message.Message):
+    __slots__ = ("cluster", "facets")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    FACETS_FIELD_NUMBER: _ClassVar[int]
+    cluster: _common_pb2.Cluster
+    facets: _containers.RepeatedCompositeFieldContainer[FacetDistribution]
+    def __init__(self, cluster: _Optional[_Union[_common_pb2.Cluster, _Mapping]] = ..., facets: _Optional[_Iterable[_Union[FacetDistribution, _Mapping]]] = ...) -> None: ...
+
+class ConversationResult(_message.Message):
+    __slots__ = ("conversation_id", "facets", "cluster_id", "withheld", "point")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    FACETS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
+    POINT_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    facets: _containers.RepeatedCompositeFieldContainer[_common_pb2.FacetValue]
+    cluster_id: str
+    withheld: bool
+    point: _common_pb2.MapPoint
+    def __init__(self, conversation_id: _Optional[str] = ..., facets: _Optional[_Iterable[_Union[_common_pb2.FacetValue, _Mapping]]] = ..., cluster_id: _Optional[str] = ..., withheld: _Optional[bool] = ..., point: _Optional[_Union[_common_pb2.MapPoint, _Mapping]] = ...) -> None: ...
+
+class GetAnalysisResultsRequest(_message.Message):
+    __slots__ = ("id", "page_size", "page_token")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    page_size: int
+    page_token: str
+    def __init__(self, id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class GetAnalysisResultsResponse(_message.Message):
+    __slots__ = ("analysis", "clusters", "conversations", "next_page_token", "total_conversations", "withheld_conversations", "k", "k_rule")
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    K_RULE_FIELD_NUMBER: _ClassVar[int]
+    analysis: Analysis
+    clusters: _containers.RepeatedCompositeFieldContainer[ClusterResult]
+    conversations: _containers.RepeatedCompositeFieldContainer[ConversationResult]
+    next_page_token: str
+    total_conversations: int
+    withheld_conversations: int
+    k: int
+    k_rule: str
+    def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ..., clusters: _Optional[_Iterable[_Union[ClusterResult, _Mapping]]] = ..., conversations: _Optional[_Iterable[_Union[ConversationResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_conversations: _Optional[int] = ..., withheld_conversations: _Optional[int] = ..., k: _Optional[int] = ..., k_rule: _Optional[str] = ...) -> None: ...
