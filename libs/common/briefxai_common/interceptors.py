@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -58,7 +59,12 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.response_streaming:
             behavior = handler.unary_stream or handler.stream_stream
-            wrapped_stream = _wrap_streaming(method, behavior)
+            # Streaming handlers are async generators, or coroutines that call context.write (health Watch).
+            wrapped_stream = (
+                _wrap_streaming(method, behavior)
+                if inspect.isasyncgenfunction(behavior)
+                else _wrap_unary(method, behavior)
+            )
             if handler.request_streaming:
                 return grpc.stream_stream_rpc_method_handler(
                     wrapped_stream, handler.request_deserializer, handler.response_serializer

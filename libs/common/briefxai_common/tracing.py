@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -20,6 +20,8 @@ def configure_tracing(
     """Installs the global tracer provider once; exports over OTLP/gRPC when ``otlp_endpoint`` is set."""
     global _provider
     if _provider is not None:
+        if extra_processor is not None:
+            _provider.add_span_processor(extra_processor)
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"briefxai-{service}"}))
     if otlp_endpoint:
@@ -40,8 +42,14 @@ def shutdown_tracing() -> None:
         _provider.shutdown()
 
 
+UNTRACED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
+
+
 def server_interceptor() -> grpc.aio.ServerInterceptor:
-    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor()
+    """Traces our own services; health and reflection are left out as noise (and because the
+    instrumentation expects streaming handlers to be async generators, which health's Watch is not)."""
+    untraced = filters.any_of(*(filters.service_name(name) for name in UNTRACED_SERVICES))
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(filter_=filters.negate(untraced))
     return interceptor
 
 
