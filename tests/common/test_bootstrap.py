@@ -45,7 +45,7 @@ def build(start_gate: asyncio.Event | None = None) -> Service:
             await start_gate.wait()
 
     def register(server: grpc.aio.Server) -> list[str]:
-        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(SlowEchoServicer(), server)
+        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(SlowEchoServicer(), server)  # type: ignore[abstract]
         return [EMBEDDING_SERVICE]
 
     settings = ProbeSettings.load(host="127.0.0.1", grpc_port=0, http_port=0, grace_period_seconds=5)
