@@ -1,0 +1,127 @@
+"""The provider interface and the failover chain that runs providers in order.
+
+A provider answers some facets for a batch of :class:`Job` s. The chain asks the first provider for
+every facet it supports; whatever it cannot give (unsupported, or a failed value) goes to the next
+provider, and so on. A facet no provider could answer comes back as a failed value whose error lists
+what each provider said. Every value is tagged with the provider that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from briefxai_common.logging import get_logger
+
+from .definitions import Conversation, FacetCatalog, FacetDefinition, FacetValue, Job
+from .heuristic import HeuristicProvider
+from .openai_provider import OpenAIProvider
+from .settings import FacetsSettings
+
+log = get_logger(__name__)
+
+
+class Provider(Protocol):
+    """Something that produces facet values: the offline heuristics, or an LLM."""
+
+    @property
+    def name(self) -> str:
+        """Tag put on every value, e.g. ``heuristic`` or ``openai:gpt-4o-mini``."""
+        ...
+
+    def supports(self, facet: FacetDefinition) -> bool:
+        """Whether this provider should be asked for ``facet`` at all."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def extract(self, jobs: Sequence[Job]) -> list[dict[str, FacetValue]]:
+        """For each job, in order, a value (possibly failed) for each of the job's facets."""
+        ...
+
+
+class FailoverChain:
+    """Runs providers in order; each facet's value comes from the first provider that gives a valid one."""
+
+    def __init__(self, providers: Sequence[Provider], catalog: FacetCatalog) -> None:
+        if not providers:
+            raise ValueError("the provider chain needs at least one provider")
+        self.providers = tuple(providers)
+        self.catalog = catalog
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.providers]
+
+    async def start(self) -> None:
+        for provider in self.providers:
+            await provider.start()
+
+    async def close(self) -> None:
+        for provider in self.providers:
+            await provider.close()
+
+    async def extract(
+        self, conversations: Sequence[Conversation], facet_names: Sequence[str] = ()
+    ) -> list[list[FacetValue]]:
+        """Values for each conversation (input order), each list in facet order (built-ins first)."""
+        facets = self.catalog.select(facet_names)
+        found: list[dict[str, FacetValue]] = [{} for _ in conversations]
+        errors: list[dict[str, list[str]]] = [{} for _ in conversations]
+        for provider in self.providers:
+            indices: list[int] = []
+            jobs: list[Job] = []
+            for i, conversation in enumerate(conversations):
+                wanted = tuple(f for f in facets if f.name not in found[i] and provider.supports(f))
+                if wanted:
+                    indices.append(i)
+                    jobs.append(Job(conversation, wanted))
+            if not jobs:
+                continue
+            try:
+                outputs = await provider.extract(jobs)
+            except Exception as exc:  # one provider's fault must not fail the request: the next one tries
+                log.warning("provider_failed", provider=provider.name, jobs=len(jobs), error=repr(exc))
+                error = f"{type(exc).__name__}: {exc}"
+                outputs = [
+                    {f.name: FacetValue.failure(f.name, provider.name, error) for f in j.facets} for j in jobs
+                ]
+            for i, job, output in zip(indices, jobs, outputs, strict=True):
+                for f in job.facets:
+                    value = output.get(f.name)
+                    if value is None:
+                        errors[i].setdefault(f.name, []).append(f"{provider.name}: gave no value")
+                    elif value.failed:
+                        errors[i].setdefault(f.name, []).append(f"{provider.name}: {value.error}")
+                    else:
+                        found[i][f.name] = value
+        results: list[list[FacetValue]] = []
+        for i in range(len(conversations)):
+            row = []
+            for f in facets:
+                value = found[i].get(f.name)
+                if value is None:
+                    reasons = errors[i].get(f.name) or ["no provider in the chain answers this facet"]
+                    value = FacetValue.failure(f.name, self.providers[-1].name, "; ".join(reasons))
+                row.append(value)
+            results.append(row)
+        return results
+
+
+def build_chain(settings: FacetsSettings) -> FailoverChain:
+    """The providers ``settings.providers`` names, in that order, over built-in plus custom facets."""
+    providers: list[Provider] = []
+    for name in settings.providers:
+        if name == "heuristic":
+            providers.append(HeuristicProvider(settings.heuristic))
+        else:
+            providers.append(
+                OpenAIProvider(
+                    settings.llm_settings(name),
+                    summary_max_chars=settings.heuristic.summary_max_chars,
+                    phone_region=settings.heuristic.phone_region,
+                )
+            )
+    return FailoverChain(providers, FacetCatalog(settings.custom_definitions()))

@@ -1,0 +1,16 @@
+"""Fixtures shared by every test area. Add yours below; keep the others'."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.support.fake_openai import FakeOpenAI
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A scripted OpenAI-compatible HTTP server on 127.0.0.1; ``fake_openai.base_url`` ends in /v1."""
+    async with FakeOpenAI() as server:
+        yield server
