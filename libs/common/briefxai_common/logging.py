@@ -63,5 +63,5 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
 
 
 def get_logger(name: str | None = None) -> Any:
-    """A structlog bound logger; ``name`` becomes the ``logger`` field."""
-    return structlog.get_logger(name) if name is None else structlog.get_logger().bind(logger=name)
+    """A lazy structlog logger (safe at import time, before configure); ``name`` becomes ``module``."""
+    return structlog.get_logger() if name is None else structlog.get_logger(module=name)
