@@ -1,0 +1,28 @@
+"""``python -m briefxai_embedding``: serves the embedding service until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub: never reach for a hub
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from briefxai_common.bootstrap import run_service
+from briefxai_common.config import ConfigError
+from briefxai_embedding.server import build_service
+from briefxai_embedding.settings import EmbeddingSettings
+
+
+def main() -> int:
+    try:
+        service = build_service(EmbeddingSettings.load())
+    except ConfigError as error:
+        print(f"briefxai-embedding: {error}", file=sys.stderr)
+        return 2
+    run_service(service)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

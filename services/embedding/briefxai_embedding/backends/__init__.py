@@ -1,0 +1,29 @@
+"""Embedding backends behind one interface (:class:`EmbeddingBackend`); ``create_backend`` picks one.
+
+A new backend (for example ONNX Runtime) is one new module here plus one branch in ``create_backend``.
+"""
+
+from __future__ import annotations
+
+from briefxai_embedding.backends.base import EmbeddingBackend, EmbedResult, l2_normalize
+from briefxai_embedding.settings import EmbeddingSettings
+
+__all__ = ["EmbedResult", "EmbeddingBackend", "create_backend", "l2_normalize"]
+
+
+def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
+    """The backend ``settings.backend`` names, configured but not loaded (``await backend.load()``).
+
+    Raises ConfigError when the configuration cannot work (for example a missing API key).
+    """
+    if settings.backend == "local":
+        from briefxai_embedding.backends.sentence_transformers import SentenceTransformersBackend
+
+        return SentenceTransformersBackend(
+            batch_size=settings.batch_size, torch_threads=settings.resolved_torch_threads()
+        )
+    if settings.backend == "openai":
+        from briefxai_embedding.backends.openai import OpenAIBackend, resolve_api_key
+
+        return OpenAIBackend(settings.openai, resolve_api_key(settings.openai))
+    raise ValueError(f"unknown embedding backend {settings.backend!r}")

@@ -1,0 +1,84 @@
+"""The one interface every embedding backend implements, and what ``embed`` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """Vectors for ``n`` texts, in input order.
+
+    - ``vectors``: float32 array of shape ``(n, dim)``.
+    - ``token_counts``: tokens the model saw per text (after truncation); 0 where the backend cannot tell.
+    - ``truncated``: True where the text was cut at the model's ``max_tokens``.
+    """
+
+    vectors: npt.NDArray[np.float32]
+    token_counts: list[int]
+    truncated: list[bool]
+
+    def __post_init__(self) -> None:
+        n = len(self.token_counts)
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != n or len(self.truncated) != n:
+            raise ValueError(
+                f"inconsistent EmbedResult: vectors {self.vectors.shape}, "
+                f"{n} token counts, {len(self.truncated)} truncated flags"
+            )
+
+    def __len__(self) -> int:
+        return len(self.token_counts)
+
+
+@runtime_checkable
+class EmbeddingBackend(Protocol):
+    """Turns texts into vectors. ``load`` runs once before the first ``embed``; ``close`` once at the end.
+
+    Attributes describe the model for GetModelInfo: ``model`` (for example
+    "sentence-transformers/all-MiniLM-L6-v2"), ``backend`` ("sentence-transformers", "onnx", "openai"),
+    ``dim`` (0 until known), ``max_tokens`` (0 when unknown) and ``normalized`` (vectors have unit length).
+
+    ``embed`` raises ``briefxai_common.errors.Unavailable`` for retryable faults of a dependency and
+    ``FailedPrecondition`` when the backend is misconfigured or not loaded.
+    """
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    @property
+    def normalized(self) -> bool: ...
+
+    async def load(self) -> None: ...
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResult: ...
+
+    async def close(self) -> None: ...
+
+
+def l2_normalize(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit length, as float32; all-zero rows stay zero.
+
+    Rows are first divided by their largest magnitude, so tiny or huge values neither underflow nor
+    overflow when squared.
+    """
+    array = np.asarray(vectors, dtype=np.float64)
+    scale = np.max(np.abs(array), axis=1, keepdims=True) if array.size else np.ones((len(array), 1))
+    scale[scale == 0.0] = 1.0
+    array = array / scale
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    norms[norms == 0.0] = 1.0
+    return (array / norms).astype(np.float32)

@@ -1,0 +1,179 @@
+"""Embeddings from any OpenAI-compatible ``/embeddings`` API (OpenAI, Ollama, vLLM, llama.cpp server).
+
+Texts go out in batches of ``batch_size``, at most ``max_concurrent_requests`` at a time; the client
+retries 408/409/429/5xx and timeouts itself (``max_retries``, with backoff). Vectors come back scaled to
+unit length whatever the API does. The vector length is ``dimensions`` when configured, else learnt
+from a probe at ``load`` (or from the first answer when the API was down then).
+
+Failures map to domain errors:
+- unreachable, timed out, 408/409/429/5xx, or a malformed answer -> ``Unavailable`` (retry later);
+- 400/413/422 (the API rejected the input) -> ``InvalidArgument`` on ``texts``;
+- other 4xx such as 401/403/404 (bad key, unknown model) -> ``FailedPrecondition``.
+
+The API does not say how many tokens each text had, so ``token_counts`` are 0 and ``truncated`` is
+False; ``max_tokens`` is 0 (unknown). The API refuses empty strings, so an empty text is sent as " ".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import openai
+
+from briefxai_common.config import ConfigError
+from briefxai_common.errors import FailedPrecondition, InvalidArgument, ServiceError, Unavailable
+from briefxai_common.logging import get_logger
+from briefxai_embedding.backends.base import EmbedResult, l2_normalize
+from briefxai_embedding.settings import OpenAIEmbeddingSettings
+
+log = get_logger(__name__)
+NO_KEY = "no-key"  # sent when api_key_env is empty: servers such as Ollama ignore the key
+PROBE_TEXT = "dimension probe"
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+INPUT_REJECTED_STATUS = frozenset({400, 413, 422})
+
+
+def resolve_api_key(settings: OpenAIEmbeddingSettings) -> str:
+    """The key from the environment variable named by ``api_key_env``; ConfigError when it is unset."""
+    if not settings.api_key_env:
+        return NO_KEY
+    key = os.environ.get(settings.api_key_env, "")
+    if not key:
+        raise ConfigError(
+            f"embedding.openai.api_key_env: environment variable {settings.api_key_env} is not set "
+            "(set it to the API key, or set api_key_env to '' for a server that needs no key)"
+        )
+    return key
+
+
+class OpenAIBackend:
+    """Vectors from an OpenAI-compatible embeddings endpoint."""
+
+    backend = "openai"
+    normalized = True
+    max_tokens = 0
+
+    def __init__(self, settings: OpenAIEmbeddingSettings, api_key: str) -> None:
+        self.settings = settings
+        self.model = settings.model
+        self.dim = settings.dimensions or 0
+        self._api_key = api_key
+        self._client: openai.AsyncOpenAI | None = None
+        self._semaphore = asyncio.Semaphore(settings.max_concurrent_requests)
+
+    async def load(self) -> None:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.settings.base_url,
+                api_key=self._api_key,
+                timeout=self.settings.timeout_seconds,
+                max_retries=self.settings.max_retries,
+            )
+        if self.dim:
+            return
+        try:
+            await self.embed([PROBE_TEXT])
+        except ServiceError as error:
+            # The service still starts: the dependency may come up later; calls answer UNAVAILABLE meanwhile.
+            log.warning("embedding_api_probe_failed", base_url=self.settings.base_url, error=str(error))
+        else:
+            log.info("embedding_api_ready", base_url=self.settings.base_url, model=self.model, dim=self.dim)
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResult:
+        if self._client is None:
+            raise FailedPrecondition("the embedding API client is not started")
+        texts = [text if text else " " for text in texts]
+        if not texts:
+            return EmbedResult(np.zeros((0, self.dim), dtype=np.float32), [], [])
+        size = self.settings.batch_size
+        batches = [texts[start : start + size] for start in range(0, len(texts), size)]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._embed_batch(self._client, batch)) for batch in batches]
+        except ExceptionGroup as failures:
+            raise _first_leaf(failures) from None
+        vectors = np.concatenate([task.result() for task in tasks], axis=0)
+        return EmbedResult(vectors=vectors, token_counts=[0] * len(texts), truncated=[False] * len(texts))
+
+    async def _embed_batch(self, client: openai.AsyncOpenAI, texts: list[str]) -> npt.NDArray[np.float32]:
+        extra: dict[str, Any] = {}
+        if self.settings.dimensions is not None:
+            extra["dimensions"] = self.settings.dimensions
+        async with self._semaphore:
+            try:
+                response = await client.embeddings.create(
+                    model=self.model,
+                    input=texts,
+                    encoding_format=self.settings.encoding_format,
+                    **extra,
+                )
+            except openai.APIStatusError as error:
+                raise self._status_error(error) from error
+            except openai.APIConnectionError as error:
+                raise Unavailable(f"embedding API {self.settings.base_url} unreachable: {error}") from error
+            except (openai.OpenAIError, ValueError, TypeError) as error:
+                raise self._malformed(f"unreadable answer ({error})") from error
+        return self._vectors(response, len(texts))
+
+    def _vectors(self, response: Any, expected: int) -> npt.NDArray[np.float32]:
+        try:
+            items = sorted(response.data, key=lambda item: int(item.index))
+        except (AttributeError, TypeError, ValueError) as error:
+            raise self._malformed(f"no list of indexed vectors ({error})") from error
+        if len(items) != expected:
+            raise self._malformed(f"{len(items)} vectors for {expected} texts")
+        try:
+            matrix = np.stack([_decode(item.embedding) for item in items])
+        except (AttributeError, TypeError, ValueError) as error:
+            raise self._malformed(f"vectors of unequal length or not numbers ({error})") from error
+        if matrix.ndim != 2 or matrix.shape[1] == 0:
+            raise self._malformed(f"vectors of shape {matrix.shape}")
+        if not np.isfinite(matrix).all() or not np.linalg.norm(matrix, axis=1).all():
+            raise self._malformed("vectors with NaN, infinity or zero length")
+        dim = int(matrix.shape[1])
+        if not self.dim:
+            self.dim = dim
+        elif dim != self.dim:
+            raise self._malformed(f"{dim}-dim vectors where {self.dim} were expected")
+        return l2_normalize(matrix)
+
+    def _malformed(self, what: str) -> Unavailable:
+        return Unavailable(f"embedding API {self.settings.base_url} gave a malformed answer: {what}")
+
+    def _status_error(self, error: openai.APIStatusError) -> ServiceError:
+        status = error.status_code
+        detail = f"embedding API {self.settings.base_url} answered HTTP {status}: {error.message}"
+        if status in RETRYABLE_STATUS or status >= 500:
+            return Unavailable(detail)
+        if status in INPUT_REJECTED_STATUS:
+            return InvalidArgument("texts", detail)
+        return FailedPrecondition(detail)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+def _decode(embedding: Any) -> npt.NDArray[np.float64]:
+    """A vector given as a list of numbers or as base64 little-endian float32."""
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding, validate=True)
+        if len(raw) % 4:
+            raise ValueError(f"base64 vector of {len(raw)} bytes is not whole float32s")
+        return np.frombuffer(raw, dtype="<f4").astype(np.float64)
+    array = np.asarray(embedding, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"vector of shape {array.shape}")
+    return array
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

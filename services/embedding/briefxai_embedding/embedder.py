@@ -1,0 +1,109 @@
+"""The embedding service's domain: request limits, then the backend; no gRPC here.
+
+Empty strings are allowed and embedded like any other text (the local model sees only its [CLS]/[SEP]
+markers); an empty *request* is rejected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from briefxai_common.errors import InvalidArgument, ServiceError, Unavailable
+from briefxai_embedding import metrics
+from briefxai_embedding.backends import EmbeddingBackend, EmbedResult
+
+MAX_REPORTED_VIOLATIONS = 10
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_texts_per_request: int
+    max_chars_per_text: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model: str
+    backend: str
+    dim: int
+    max_tokens: int
+    normalized: bool
+    max_texts_per_request: int
+    max_chars_per_text: int
+
+
+def validate_texts(texts: Sequence[str], limits: Limits, where: str = "") -> None:
+    """Raises InvalidArgument for an empty batch, too many texts, or texts over the character limit.
+
+    Field paths are ``texts`` and ``texts[i]``; ``where`` (for example "stream chunk 3 (offset 4096)")
+    prefixes each description. At most 10 over-long texts are listed.
+    """
+    prefix = f"{where}: " if where else ""
+    if not texts:
+        raise InvalidArgument("texts", f"{prefix}at least one text is required")
+    if len(texts) > limits.max_texts_per_request:
+        raise InvalidArgument(
+            "texts",
+            f"{prefix}at most {limits.max_texts_per_request} texts per request "
+            f"(max_texts_per_request), got {len(texts)}",
+        )
+    too_long = [
+        (
+            f"texts[{i}]",
+            f"{prefix}at most {limits.max_chars_per_text} characters (max_chars_per_text), got {n}",
+        )
+        for i, n in ((i, len(text)) for i, text in enumerate(texts))
+        if n > limits.max_chars_per_text
+    ]
+    if too_long:
+        raise InvalidArgument.many(too_long[:MAX_REPORTED_VIOLATIONS])
+
+
+class Embedder:
+    """Validates a batch against the limits and embeds it with the backend."""
+
+    def __init__(self, backend: EmbeddingBackend, limits: Limits, *, owns_backend: bool = True) -> None:
+        self.backend = backend
+        self.limits = limits
+        self.owns_backend = owns_backend  # False: the caller loads and closes a shared backend
+        self.ready = False
+
+    async def start(self) -> None:
+        await self.backend.load()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self.owns_backend:
+            await self.backend.close()
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            model=self.backend.model,
+            backend=self.backend.backend,
+            dim=self.backend.dim,
+            max_tokens=self.backend.max_tokens,
+            normalized=self.backend.normalized,
+            max_texts_per_request=self.limits.max_texts_per_request,
+            max_chars_per_text=self.limits.max_chars_per_text,
+        )
+
+    async def embed(self, texts: Sequence[str], where: str = "") -> EmbedResult:
+        """Raises InvalidArgument for a batch over the limits, Unavailable while the model loads."""
+        validate_texts(texts, self.limits, where)
+        if not self.ready:
+            raise Unavailable("the embedding model is still loading; retry shortly")
+        backend = self.backend.backend
+        started = time.perf_counter()
+        try:
+            result = await self.backend.embed(texts)
+        except ServiceError as error:
+            metrics.FAILURES.labels(backend, error.code_name).inc()
+            raise
+        metrics.DURATION.labels(backend).observe(time.perf_counter() - started)
+        metrics.TEXTS.labels(backend).inc(len(result))
+        metrics.TOKENS.labels(backend).inc(sum(result.token_counts))
+        metrics.TRUNCATED.labels(backend).inc(sum(result.truncated))
+        return result

@@ -1,0 +1,77 @@
+"""Embedding service settings: the ``embedding`` section of the YAML file, ``BRIEFXAI_EMBEDDING_*`` env."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+from briefxai_common.config import ServiceSettings
+
+
+class OpenAIEmbeddingSettings(BaseModel):
+    """Any OpenAI-compatible ``/embeddings`` API (OpenAI, Ollama, vLLM, llama.cpp server, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(default="https://api.openai.com/v1", description="API root, ending in /v1.")
+    model: str = Field(default="text-embedding-3-small", description="Embedding model name the API knows.")
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY",
+        description="Environment variable holding the API key; empty for servers that need no key.",
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, description="Per HTTP request, retries excluded.")
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Client retries (with backoff) on 429, 5xx, timeouts."
+    )
+    dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requested vector length (text-embedding-3 models); None = the model's own.",
+    )
+    batch_size: int = Field(default=256, ge=1, le=2048, description="Texts per API request.")
+    max_concurrent_requests: int = Field(
+        default=4, ge=1, description="API requests in flight at once per process."
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="Vector encoding asked of the API; 'float' is the one every server speaks.",
+    )
+
+
+class EmbeddingSettings(ServiceSettings):
+    section: ClassVar[str] = "embedding"
+    model_config = SettingsConfigDict(
+        env_prefix="BRIEFXAI_EMBEDDING_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    grpc_port: int = Field(default=50052, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    http_port: int = Field(default=9092, ge=0, le=65535, description="HTTP port for /metrics and /health.")
+    backend: Literal["local", "openai"] = Field(
+        default="local",
+        description="'local': bundled all-MiniLM-L6-v2 on CPU; 'openai': an OpenAI-compatible API.",
+    )
+    batch_size: int = Field(
+        default=64, ge=1, le=4096, description="Texts per forward pass of the local model."
+    )
+    torch_threads: int = Field(
+        default=0, ge=0, description="Intra-op threads for torch; 0 = the CPUs this process may use."
+    )
+    max_texts_per_request: int = Field(
+        default=2048, ge=1, description="Texts per EmbedTexts call or stream chunk."
+    )
+    max_chars_per_text: int = Field(
+        default=20000, ge=1, description="Characters per text; longer texts are rejected."
+    )
+    openai: OpenAIEmbeddingSettings = Field(default_factory=OpenAIEmbeddingSettings)
+
+    def resolved_torch_threads(self) -> int:
+        """``torch_threads``, or the number of CPUs this process may run on when it is 0."""
+        if self.torch_threads > 0:
+            return self.torch_threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
