@@ -11,7 +11,9 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
-SECRET_KEY_PATTERN = re.compile(r"(api[_-]?key|secret|password|passwd|token|authorization|credential)", re.I)
+SECRET_KEY_PATTERN = re.compile(
+    r"(api[_-]?key|secret|password|passwd|authorization|credentials?|(^|_)token)$", re.I
+)
 SECRET_VALUE_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"\bBearer\s+[A-Za-z0-9._\-]{8,}", re.I),
