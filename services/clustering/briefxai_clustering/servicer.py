@@ -1,0 +1,122 @@
+"""gRPC adapter: protobuf <-> the clustering pipeline. Domain errors are mapped to status codes by the
+bootstrap's interceptor (InvalidArgument -> INVALID_ARGUMENT with field violations, ResourceExhausted...)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeAlias
+
+import grpc
+
+from briefxai.clustering.v1 import clustering_pb2, clustering_pb2_grpc
+from briefxai.common.v1 import common_pb2
+from briefxai_clustering import metrics
+from briefxai_clustering.jobs import JobSlots
+from briefxai_clustering.model import ClusteringInput, ClusteringParams, ClusteringResult
+from briefxai_clustering.pipeline import ClusteringPipeline
+from briefxai_clustering.settings import ClusteringSettings
+from briefxai_clustering.validation import (
+    RequestedParams,
+    check_ids,
+    check_shapes,
+    decode_vectors,
+    resolve_params,
+)
+from briefxai_common.logging import get_logger
+
+SERVICE_NAME = clustering_pb2.DESCRIPTOR.services_by_name["ClusteringService"].full_name
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+log = get_logger(__name__)
+
+
+def requested_params(message: clustering_pb2.ClusteringParams) -> RequestedParams:
+    return RequestedParams(
+        k=message.k,
+        hierarchy_depth=message.hierarchy_depth,
+        max_top_clusters=message.max_top_clusters,
+        min_cluster_size=message.min_cluster_size,
+        min_distinct_users=message.min_distinct_users,
+        seed=message.seed,
+        skip_map=message.skip_map,
+    )
+
+
+def result_to_pb(result: ClusteringResult) -> clustering_pb2.ClusterEmbeddingsResponse:
+    return clustering_pb2.ClusterEmbeddingsResponse(
+        clusters=[
+            common_pb2.Cluster(
+                id=c.id,
+                level=c.level,
+                parent_id=c.parent_id,
+                child_ids=c.child_ids,
+                name=c.name,
+                description=c.description,
+                size=c.size,
+                distinct_users=c.distinct_users,
+                keywords=c.keywords,
+            )
+            for c in result.clusters
+        ],
+        assignments=[
+            clustering_pb2.Assignment(
+                conversation_id=a.conversation_id, cluster_id=a.cluster_id, withheld=a.withheld
+            )
+            for a in result.assignments
+        ],
+        points=[common_pb2.MapPoint(conversation_id=p.conversation_id, x=p.x, y=p.y) for p in result.points],
+        k=result.k,
+        k_rule=result.k_rule,
+        base_algorithm=result.base_algorithm,
+        map_algorithm=result.map_algorithm,
+        withheld_count=result.withheld_count,
+    )
+
+
+class ClusteringServicer(clustering_pb2_grpc.ClusteringServiceServicer):
+    def __init__(self, pipeline: ClusteringPipeline, settings: ClusteringSettings, jobs: JobSlots) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self.jobs = jobs
+
+    async def ClusterEmbeddings(
+        self, request: clustering_pb2.ClusterEmbeddingsRequest, context: Context
+    ) -> clustering_pb2.ClusterEmbeddingsResponse:
+        packed = request.vectors
+        ids, user_ids, texts = list(request.ids), list(request.user_ids), list(request.texts)
+        check_shapes(
+            packed.dim,
+            packed.count,
+            len(packed.data),
+            ids,
+            user_ids,
+            texts,
+            max_vectors=self.settings.max_vectors,
+        )
+        params = resolve_params(requested_params(request.params), self.settings)
+        check_ids(ids)
+        vectors = await asyncio.to_thread(decode_vectors, packed.data, packed.dim, packed.count)
+        data = ClusteringInput(vectors=vectors, ids=ids, user_ids=user_ids, texts=texts)
+        return await self.jobs.run(lambda: self._cluster(data, params))
+
+    def _cluster(
+        self, data: ClusteringInput, params: ClusteringParams
+    ) -> clustering_pb2.ClusterEmbeddingsResponse:
+        """Runs in a worker thread: the pipeline, then the (large) response message."""
+        result = self.pipeline.run(data, params)
+        for stage, seconds in result.timings.items():
+            metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+        metrics.VECTORS.inc(len(data.ids))
+        metrics.WITHHELD.inc(result.withheld_count)
+        log.info(
+            "clustered",
+            vectors=len(data.ids),
+            dim=int(data.vectors.shape[1]),
+            k=result.k,
+            k_rule=result.k_rule,
+            clusters=len(result.clusters),
+            withheld=result.withheld_count,
+            base_algorithm=result.base_algorithm,
+            map_algorithm=result.map_algorithm,
+            seconds={stage: round(s, 3) for stage, s in result.timings.items()},
+        )
+        return result_to_pb(result)

@@ -1,0 +1,344 @@
+"""The clustering service over real sockets: started with the bootstrap, called through generated stubs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.request
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+import grpc
+import numpy as np
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from briefxai.clustering.v1 import clustering_pb2, clustering_pb2_grpc
+from briefxai.common.v1 import common_pb2
+from briefxai_clustering.model import (
+    Assignment,
+    ClusteringInput,
+    ClusteringParams,
+    ClusteringResult,
+    ClusterNode,
+    MapPoint,
+)
+from briefxai_clustering.naming import ClusterGroup, ClusterLabel, KeywordNamer, Namer
+from briefxai_clustering.server import build_service
+from briefxai_clustering.servicer import SERVICE_NAME
+from briefxai_clustering.settings import ClusteringSettings
+from briefxai_common.bootstrap import RunningService, start_service
+from briefxai_common.vectors import pack_vectors
+from tests.clustering.helpers import assert_consistent
+from tests.clustering.synthetic import make_data
+
+if TYPE_CHECKING:
+    Stub: TypeAlias = clustering_pb2_grpc.ClusteringServiceAsyncStub
+
+
+def service_settings(**overrides: Any) -> ClusteringSettings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "grpc_port": 0,
+        "http_port": 0,
+        "grace_period_seconds": 1,
+        "warm_up_map": False,
+        "compute_threads": 1,
+    }
+    values.update(overrides)
+    return ClusteringSettings.load(**values)
+
+
+async def started(settings: ClusteringSettings, namer: Namer | None = None) -> RunningService:
+    return await start_service(build_service(settings, namer))
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[RunningService]:
+    service = await started(service_settings())
+    yield service
+    await service.stop(grace=0)
+
+
+@pytest.fixture
+async def stub(running: RunningService) -> AsyncIterator[Stub]:
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        yield cast("Stub", clustering_pb2_grpc.ClusteringServiceStub(channel))
+
+
+def make_request(
+    n: int = 300, centers: int = 5, dim: int = 16, seed: int = 0, **params: Any
+) -> clustering_pb2.ClusterEmbeddingsRequest:
+    data = make_data(n, centers=centers, dim=dim, seed=seed)
+    raw, packed_dim, count = pack_vectors(data.vectors)
+    return clustering_pb2.ClusterEmbeddingsRequest(
+        vectors=common_pb2.PackedVectors(data=raw, dim=packed_dim, count=count),
+        ids=data.ids,
+        user_ids=data.user_ids,
+        texts=data.texts,
+        params=clustering_pb2.ClusteringParams(**params),
+    )
+
+
+def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    return [(v.field, v.description) for v in bad_request.field_violations]
+
+
+def as_domain(
+    request: clustering_pb2.ClusterEmbeddingsRequest, reply: clustering_pb2.ClusterEmbeddingsResponse
+) -> tuple[ClusteringInput, ClusteringResult]:
+    """The reply in domain terms, so that the shared consistency checks apply to what went over the wire."""
+    data = ClusteringInput(
+        np.zeros((len(request.ids), 1), np.float32), list(request.ids), list(request.user_ids)
+    )
+    result = ClusteringResult(
+        clusters=[
+            ClusterNode(
+                id=c.id,
+                level=c.level,
+                parent_id=c.parent_id,
+                child_ids=list(c.child_ids),
+                name=c.name,
+                description=c.description,
+                size=c.size,
+                distinct_users=c.distinct_users,
+                keywords=list(c.keywords),
+            )
+            for c in reply.clusters
+        ],
+        assignments=[Assignment(a.conversation_id, a.cluster_id, a.withheld) for a in reply.assignments],
+        points=[MapPoint(p.conversation_id, p.x, p.y) for p in reply.points],
+        k=reply.k,
+        k_rule=reply.k_rule,
+        base_algorithm=reply.base_algorithm,
+        map_algorithm=reply.map_algorithm,
+        withheld_count=reply.withheld_count,
+    )
+    return data, result
+
+
+async def test_real_request_returns_a_consistent_named_tree_and_map(stub: Stub) -> None:
+    request = make_request(300, centers=5, seed=1)
+    request.params.seed = 42
+    reply = await stub.ClusterEmbeddings(request)
+    data, result = as_domain(request, reply)
+    assert_consistent(result, data, ClusteringParams(min_cluster_size=5, min_distinct_users=3))
+    assert reply.k == 12 and reply.k_rule.startswith("auto: round(sqrt(n/2))")
+    assert reply.base_algorithm == "kmeans"
+    assert reply.map_algorithm == "umap"
+    assert len(reply.points) == 300 - reply.withheld_count
+    top = [c for c in reply.clusters if not c.parent_id]
+    assert 1 <= len(top) <= 10
+    assert all(
+        c.name and c.description.startswith("Conversations about") and c.keywords for c in reply.clusters
+    )
+    again = await stub.ClusterEmbeddings(request)
+    assert again == reply  # same input and seed: the same answer, byte for byte
+
+
+async def test_health_is_serving_with_job_details(running: RunningService) -> None:
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE_NAME):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    document = json.loads(await asyncio.to_thread(http_body, running.http_port, "/health"))
+    assert document["service"] == "clustering"
+    assert document["jobs_running"] == 0
+    assert document["max_vectors"] == 200_000
+
+
+def http_body(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return cast(bytes, response.read())
+
+
+def with_vectors(request: clustering_pb2.ClusterEmbeddingsRequest, vectors: np.ndarray) -> None:
+    request.vectors.data = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+
+
+def nan_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    request = make_request(20)
+    vectors = np.frombuffer(request.vectors.data, dtype="<f4").reshape(20, -1).copy()
+    vectors[3, 1] = np.nan
+    with_vectors(request, vectors)
+    return request
+
+
+def inf_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    request = make_request(20)
+    vectors = np.frombuffer(request.vectors.data, dtype="<f4").reshape(20, -1).copy()
+    vectors[7, 0] = np.inf
+    with_vectors(request, vectors)
+    return request
+
+
+def zero_row_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    request = make_request(20)
+    vectors = np.frombuffer(request.vectors.data, dtype="<f4").reshape(20, -1).copy()
+    vectors[5] = 0
+    with_vectors(request, vectors)
+    return request
+
+
+def dim_mismatch_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    request = make_request(20)
+    request.vectors.dim = 15  # the data holds 20 x 16 floats
+    return request
+
+
+def duplicate_ids_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    request = make_request(20)
+    request.ids[2] = request.ids[0]
+    return request
+
+
+def count_mismatch_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    request = make_request(20)
+    del request.ids[-1]
+    del request.user_ids[-2:]
+    return request
+
+
+def dim_zero_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    request = make_request(20)
+    request.vectors.dim = 0
+    return request
+
+
+def single_vector_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    request = make_request(20)
+    request.vectors.count = 1
+    request.vectors.data = request.vectors.data[: 16 * 4]
+    del request.ids[1:]
+    del request.user_ids[1:]
+    del request.texts[1:]
+    return request
+
+
+def big_k_request() -> clustering_pb2.ClusterEmbeddingsRequest:
+    return make_request(20, k=201, hierarchy_depth=7)
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (nan_request, [("vectors.data", "vector 3 holds NaN or infinity")]),
+        (inf_request, [("vectors.data", "vector 7 holds NaN or infinity")]),
+        (zero_row_request, [("vectors.data", "vector 5 is all zeros")]),
+        (dim_mismatch_request, [("vectors.data", "holds 1280 bytes, expected")]),
+        (duplicate_ids_request, [("ids[2]", "duplicates ids[0]")]),
+        (count_mismatch_request, [("ids", "20 vectors, 19 ids"), ("user_ids", "got 18")]),
+        (dim_zero_request, [("vectors.dim", "must be at least 1")]),
+        (single_vector_request, [("vectors.count", "at least 2 vectors")]),
+        (big_k_request, [("params.k", "at most max_k = 200"), ("params.hierarchy_depth", "at most 6")]),
+    ],
+)
+async def test_bad_requests_are_invalid_argument_and_the_service_keeps_serving(
+    stub: Stub, build: Any, expected: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stub.ClusterEmbeddings(build())
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = violations(failure.value)
+    assert [field for field, _ in found] == [field for field, _ in expected]
+    for (_, description), (_, fragment) in zip(found, expected, strict=True):
+        assert fragment in description
+    reply = await stub.ClusterEmbeddings(make_request(40, centers=2, skip_map=True))
+    assert len(reply.assignments) == 40
+
+
+async def test_too_many_vectors_is_invalid_argument() -> None:
+    service = await started(service_settings(max_vectors=10))
+    try:
+        async with grpc.aio.insecure_channel(service.address) as channel:
+            stub = cast("Stub", clustering_pb2_grpc.ClusteringServiceStub(channel))
+            with pytest.raises(grpc.aio.AioRpcError) as failure:
+                await stub.ClusterEmbeddings(make_request(11))
+            assert violations(failure.value)[0][0] == "vectors.count"
+    finally:
+        await service.stop(grace=0)
+
+
+class GatedNamer:
+    """The keyword namer, but each call waits until the test opens the gate (runs in the worker thread)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.inner = KeywordNamer()
+
+    def name(self, texts: Sequence[str], levels: Sequence[Sequence[ClusterGroup]]) -> dict[str, ClusterLabel]:
+        self.entered.set()
+        if not self.gate.wait(timeout=60):
+            raise TimeoutError("the test never opened the gate")
+        return self.inner.name(texts, levels)
+
+
+async def test_health_answers_during_a_job_and_a_full_queue_is_resource_exhausted() -> None:
+    namer = GatedNamer()
+    service = await started(service_settings(max_concurrent_jobs=1, max_queued_jobs=0), namer)
+    try:
+        async with grpc.aio.insecure_channel(service.address) as channel:
+            stub = cast("Stub", clustering_pb2_grpc.ClusteringServiceStub(channel))
+
+            async def first_job() -> clustering_pb2.ClusterEmbeddingsResponse:
+                return await stub.ClusterEmbeddings(make_request(60, skip_map=True))
+
+            job = asyncio.create_task(first_job())
+            assert await asyncio.to_thread(namer.entered.wait, 30)
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            document = json.loads(await asyncio.to_thread(http_body, service.http_port, "/health"))
+            assert document["jobs_running"] == 1
+            with pytest.raises(grpc.aio.AioRpcError) as busy:
+                await stub.ClusterEmbeddings(make_request(60, skip_map=True))
+            assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert not job.done()
+            namer.gate.set()
+            assert len((await job).assignments) == 60
+    finally:
+        namer.gate.set()
+        await service.stop(grace=0)
+
+
+async def test_warm_up_runs_before_serving() -> None:
+    service = await started(service_settings(warm_up_map=True))
+    try:
+        document = json.loads(await asyncio.to_thread(http_body, service.http_port, "/health"))
+        assert document["status"] == "SERVING"
+        assert document["map_warm"] is True
+    finally:
+        await service.stop(grace=0)
+
+
+async def test_withheld_conversations_over_the_wire() -> None:
+    service = await started(service_settings(merge_small_clusters=False))
+    try:
+        async with grpc.aio.insecure_channel(service.address) as channel:
+            stub = cast("Stub", clustering_pb2_grpc.ClusteringServiceStub(channel))
+            request = make_request(80, centers=2, seed=4, k=2, skip_map=False)
+            data = make_data(80, centers=2, dim=16, seed=4)
+            solo = {data.ids[i] for i in np.flatnonzero(data.labels == 0)}
+            for i, conversation_id in enumerate(request.ids):
+                if conversation_id in solo:
+                    request.user_ids[i] = "one-person"
+                    request.texts[i] = f"zyzzyva private detail {i}"
+            reply = await stub.ClusterEmbeddings(request)
+            withheld = {a.conversation_id for a in reply.assignments if a.withheld}
+            assert withheld == solo
+            assert reply.withheld_count == len(solo)
+            assert all(a.cluster_id == "" for a in reply.assignments if a.withheld)
+            assert not withheld & {p.conversation_id for p in reply.points}
+            assert len(reply.points) == 80 - len(solo)
+            assert "zyzzyva" not in str(reply.clusters)
+    finally:
+        await service.stop(grace=0)
