@@ -1,0 +1,291 @@
+"""Protobuf <-> domain translation shared by the servicer (public API) and the downstream clients."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from briefxai.clustering.v1 import clustering_pb2
+from briefxai.common.v1 import common_pb2
+from briefxai.facets.v1 import facets_pb2
+from briefxai.gateway.v1 import gateway_pb2
+
+from .models import (
+    Analysis,
+    AnalysisOptions,
+    AnalysisState,
+    ClusteringInput,
+    ClusteringOutput,
+    ClusterNode,
+    ClusterWithFacets,
+    Conversation,
+    ConversationResult,
+    EmbedTextMode,
+    FacetDefinition,
+    FacetDistribution,
+    FacetType,
+    FacetValue,
+    Message,
+    Stage,
+)
+
+ROLE_TO_NAME = {
+    common_pb2.ROLE_USER: "user",
+    common_pb2.ROLE_ASSISTANT: "assistant",
+    common_pb2.ROLE_SYSTEM: "system",
+    common_pb2.ROLE_TOOL: "tool",
+}
+NAME_TO_ROLE = {name: role for role, name in ROLE_TO_NAME.items()}
+
+STATE_TO_PB = {
+    AnalysisState.PENDING: gateway_pb2.ANALYSIS_STATE_PENDING,
+    AnalysisState.RUNNING: gateway_pb2.ANALYSIS_STATE_RUNNING,
+    AnalysisState.SUCCEEDED: gateway_pb2.ANALYSIS_STATE_SUCCEEDED,
+    AnalysisState.FAILED: gateway_pb2.ANALYSIS_STATE_FAILED,
+    AnalysisState.CANCELLED: gateway_pb2.ANALYSIS_STATE_CANCELLED,
+}
+STAGE_TO_PB = {
+    Stage.VALIDATE: gateway_pb2.STAGE_VALIDATE,
+    Stage.FACETS: gateway_pb2.STAGE_FACETS,
+    Stage.EMBED: gateway_pb2.STAGE_EMBED,
+    Stage.CLUSTER: gateway_pb2.STAGE_CLUSTER,
+    Stage.STORE: gateway_pb2.STAGE_STORE,
+}
+EMBED_TEXT_FROM_PB = {
+    gateway_pb2.EMBED_TEXT_CONVERSATION: EmbedTextMode.CONVERSATION,
+    gateway_pb2.EMBED_TEXT_USER_MESSAGES: EmbedTextMode.USER_MESSAGES,
+    gateway_pb2.EMBED_TEXT_FIRST_USER_MESSAGE: EmbedTextMode.FIRST_USER_MESSAGE,
+    gateway_pb2.EMBED_TEXT_REQUEST_SUMMARY: EmbedTextMode.REQUEST_SUMMARY,
+}
+EMBED_TEXT_TO_PB = {mode: value for value, mode in EMBED_TEXT_FROM_PB.items()}
+FACET_TYPE_FROM_PB = {
+    facets_pb2.FACET_TYPE_TEXT: FacetType.TEXT,
+    facets_pb2.FACET_TYPE_NUMBER: FacetType.NUMBER,
+    facets_pb2.FACET_TYPE_ENUM: FacetType.ENUM,
+}
+
+
+# -- conversations ------------------------------------------------------------------------------
+
+
+def conversation_from_pb(message: common_pb2.Conversation) -> Conversation:
+    """Unknown or unspecified roles become "" (validation reports them)."""
+    return Conversation(
+        id=message.id,
+        user_id=message.user_id,
+        messages=[Message(ROLE_TO_NAME.get(m.role, ""), m.content) for m in message.messages],
+        metadata=dict(message.metadata),
+    )
+
+
+def conversations_from_pb(messages: Sequence[common_pb2.Conversation]) -> list[Conversation]:
+    return [conversation_from_pb(m) for m in messages]
+
+
+def conversation_to_pb(conversation: Conversation) -> common_pb2.Conversation:
+    return common_pb2.Conversation(
+        id=conversation.id,
+        user_id=conversation.user_id,
+        messages=[
+            common_pb2.Message(role=NAME_TO_ROLE[m.role], content=m.content) for m in conversation.messages
+        ],
+        metadata=conversation.metadata,
+    )
+
+
+# -- options ------------------------------------------------------------------------------------
+
+
+def options_from_pb(message: gateway_pb2.AnalysisOptions) -> tuple[AnalysisOptions, bool, bool]:
+    """(options, embed_text_set, embed_text_known): the client's values, zeros left as they are."""
+    embed_value = message.embed_text
+    known = embed_value == gateway_pb2.EMBED_TEXT_UNSPECIFIED or embed_value in EMBED_TEXT_FROM_PB
+    options = AnalysisOptions(
+        facets=list(message.facets),
+        k=message.k,
+        hierarchy_depth=message.hierarchy_depth,
+        min_cluster_size=message.min_cluster_size,
+        min_distinct_users=message.min_distinct_users,
+        seed=message.seed,
+        embed_text=EMBED_TEXT_FROM_PB.get(embed_value, EmbedTextMode.CONVERSATION),
+        display_name=message.display_name,
+    )
+    return options, embed_value in EMBED_TEXT_FROM_PB, known
+
+
+def options_to_pb(options: AnalysisOptions) -> gateway_pb2.AnalysisOptions:
+    return gateway_pb2.AnalysisOptions(
+        facets=options.facets,
+        k=options.k,
+        hierarchy_depth=options.hierarchy_depth,
+        min_cluster_size=options.min_cluster_size,
+        min_distinct_users=options.min_distinct_users,
+        seed=options.seed,
+        embed_text=EMBED_TEXT_TO_PB[options.embed_text],
+        display_name=options.display_name,
+    )
+
+
+# -- analyses -----------------------------------------------------------------------------------
+
+
+def _timestamp(value: object) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)  # type: ignore[arg-type]
+    return stamp
+
+
+def stage_progress_to_pb(analysis: Analysis) -> list[gateway_pb2.StageProgress]:
+    return [
+        gateway_pb2.StageProgress(stage=STAGE_TO_PB[p.stage], done=p.done, total=p.total)
+        for p in analysis.stage_progress()
+    ]
+
+
+def analysis_to_pb(analysis: Analysis) -> gateway_pb2.Analysis:
+    return gateway_pb2.Analysis(
+        name=analysis.name,
+        id=analysis.id,
+        state=STATE_TO_PB[analysis.state],
+        options=options_to_pb(analysis.options),
+        request_id=analysis.request_id,
+        conversation_count=analysis.conversation_count,
+        create_time=_timestamp(analysis.create_time),
+        update_time=_timestamp(analysis.update_time),
+        error=analysis.error,
+        stage=STAGE_TO_PB[analysis.stage],
+        stages=stage_progress_to_pb(analysis),
+        warnings=analysis.warnings,
+    )
+
+
+# -- facets -------------------------------------------------------------------------------------
+
+
+def facet_value_from_pb(message: common_pb2.FacetValue) -> FacetValue:
+    kind = message.WhichOneof("value")
+    return FacetValue(
+        facet=message.facet,
+        text=message.text if kind == "text" else None,
+        number=message.number if kind == "number" else None,
+        provider=message.provider,
+        reason=message.reason,
+        failed=message.failed,
+        error=message.error,
+    )
+
+
+def facet_value_to_pb(value: FacetValue) -> common_pb2.FacetValue:
+    message = common_pb2.FacetValue(
+        facet=value.facet,
+        provider=value.provider,
+        reason=value.reason,
+        failed=value.failed,
+        error=value.error,
+    )
+    if value.number is not None:
+        message.number = value.number
+    elif value.text is not None:
+        message.text = value.text
+    return message
+
+
+def facet_definition_from_pb(message: facets_pb2.FacetDefinition) -> FacetDefinition:
+    return FacetDefinition(
+        name=message.name,
+        type=FACET_TYPE_FROM_PB.get(message.type, FacetType.TEXT),
+        min=message.min,
+        max=message.max,
+        choices=tuple(message.choices),
+        builtin=message.builtin,
+    )
+
+
+# -- clusters -----------------------------------------------------------------------------------
+
+
+def cluster_from_pb(message: common_pb2.Cluster) -> ClusterNode:
+    return ClusterNode(
+        id=message.id,
+        level=message.level,
+        parent_id=message.parent_id,
+        child_ids=list(message.child_ids),
+        name=message.name,
+        description=message.description,
+        size=message.size,
+        distinct_users=message.distinct_users,
+        keywords=list(message.keywords),
+    )
+
+
+def cluster_to_pb(node: ClusterNode) -> common_pb2.Cluster:
+    return common_pb2.Cluster(
+        id=node.id,
+        level=node.level,
+        parent_id=node.parent_id,
+        child_ids=node.child_ids,
+        name=node.name,
+        description=node.description,
+        size=node.size,
+        distinct_users=node.distinct_users,
+        keywords=node.keywords,
+    )
+
+
+def distribution_to_pb(distribution: FacetDistribution) -> gateway_pb2.FacetDistribution:
+    message = gateway_pb2.FacetDistribution(facet=distribution.facet, counts=distribution.counts)
+    if distribution.mean is not None:
+        message.mean = distribution.mean
+    return message
+
+
+def cluster_result_to_pb(item: ClusterWithFacets) -> gateway_pb2.ClusterResult:
+    return gateway_pb2.ClusterResult(
+        cluster=cluster_to_pb(item.cluster), facets=[distribution_to_pb(d) for d in item.facets]
+    )
+
+
+def conversation_result_to_pb(item: ConversationResult) -> gateway_pb2.ConversationResult:
+    message = gateway_pb2.ConversationResult(
+        conversation_id=item.conversation_id,
+        facets=[facet_value_to_pb(v) for v in item.facets],
+        cluster_id=item.cluster_id,
+        withheld=item.withheld,
+    )
+    if item.point is not None:
+        message.point.CopyFrom(
+            common_pb2.MapPoint(conversation_id=item.conversation_id, x=item.point[0], y=item.point[1])
+        )
+    return message
+
+
+def clustering_request_to_pb(data: ClusteringInput) -> clustering_pb2.ClusterEmbeddingsRequest:
+    return clustering_pb2.ClusterEmbeddingsRequest(
+        vectors=common_pb2.PackedVectors(
+            data=data.vectors.data, dim=data.vectors.dim, count=data.vectors.count
+        ),
+        ids=data.ids,
+        user_ids=data.user_ids,
+        texts=data.texts,
+        params=clustering_pb2.ClusteringParams(
+            k=data.k,
+            hierarchy_depth=data.hierarchy_depth,
+            min_cluster_size=data.min_cluster_size,
+            min_distinct_users=data.min_distinct_users,
+            seed=data.seed,
+        ),
+    )
+
+
+def clustering_response_from_pb(message: clustering_pb2.ClusterEmbeddingsResponse) -> ClusteringOutput:
+    return ClusteringOutput(
+        clusters=[cluster_from_pb(c) for c in message.clusters],
+        assignments=[(a.conversation_id, a.cluster_id, a.withheld) for a in message.assignments],
+        points={p.conversation_id: (p.x, p.y) for p in message.points},
+        k=message.k,
+        k_rule=message.k_rule,
+        base_algorithm=message.base_algorithm,
+        map_algorithm=message.map_algorithm,
+        withheld_count=message.withheld_count,
+    )

@@ -1,0 +1,79 @@
+"""What the pipeline needs from the facets, embedding and clustering services (no gRPC here).
+
+``clients.py`` implements these over gRPC with deadlines, retries and circuit breakers and turns
+every failure into ``DownstreamError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .models import ClusteringInput, ClusteringOutput, Conversation, FacetDefinition, FacetValue, PackedBatch
+
+
+class DownstreamError(Exception):
+    """A call to another service failed for good (after retries, or refused by an open breaker)."""
+
+    def __init__(self, service: str, code: str, detail: str, *, circuit_open: bool = False) -> None:
+        self.service = service
+        self.code = code
+        self.detail = detail
+        self.circuit_open = circuit_open
+        super().__init__(self.describe())
+
+    @property
+    def unavailable(self) -> bool:
+        return self.circuit_open or self.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+
+    def describe(self) -> str:
+        if self.circuit_open:
+            return f"{self.service} service unavailable (circuit breaker open): {self.detail}"
+        if self.unavailable:
+            return f"{self.service} service unavailable ({self.code}): {self.detail}"
+        return f"{self.service} service failed ({self.code}): {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingModelInfo:
+    model: str
+    dim: int
+    max_texts_per_request: int
+    max_chars_per_text: int
+
+
+@dataclass(slots=True)
+class EmbeddedBatch:
+    vectors: PackedBatch
+    model: str
+    truncated: int
+
+
+class FacetsClient(Protocol):
+    async def list_facets(self) -> list[FacetDefinition]: ...
+
+    async def extract(
+        self, conversations: Sequence[Conversation], facets: Sequence[str]
+    ) -> list[list[FacetValue]]:
+        """One list of values per conversation, in input order."""
+        ...
+
+
+class EmbeddingClient(Protocol):
+    async def model_info(self) -> EmbeddingModelInfo: ...
+
+    async def embed(self, texts: Sequence[str]) -> EmbeddedBatch:
+        """One vector per text, in order, packed."""
+        ...
+
+
+class ClusteringClient(Protocol):
+    async def cluster(self, data: ClusteringInput) -> ClusteringOutput: ...
+
+
+@dataclass(slots=True)
+class Downstreams:
+    facets: FacetsClient
+    embedding: EmbeddingClient
+    clustering: ClusteringClient

@@ -1,0 +1,271 @@
+"""The gateway's domain types: analyses, conversations, facet values, clustering results.
+
+Plain dataclasses and enums; no gRPC or protobuf here. ``servicer.py`` and ``clients.py`` translate.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+DEFAULT_TENANT = "default"
+
+
+class AnalysisState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (AnalysisState.SUCCEEDED, AnalysisState.FAILED, AnalysisState.CANCELLED)
+
+
+class Stage(enum.StrEnum):
+    """Pipeline stages in order."""
+
+    VALIDATE = "validate"
+    FACETS = "facets"
+    EMBED = "embed"
+    CLUSTER = "cluster"
+    STORE = "store"
+
+
+STAGES: tuple[Stage, ...] = tuple(Stage)
+
+
+class EmbedTextMode(enum.StrEnum):
+    """Which text represents a conversation for embedding (see ``embed_text.py``)."""
+
+    CONVERSATION = "conversation"
+    USER_MESSAGES = "user_messages"
+    FIRST_USER_MESSAGE = "first_user_message"
+    REQUEST_SUMMARY = "request_summary"
+
+
+class FacetType(enum.StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    ENUM = "enum"
+
+
+ROLES = ("user", "assistant", "system", "tool")
+
+
+@dataclass(slots=True)
+class Message:
+    role: str  # one of ROLES
+    content: str
+
+
+@dataclass(slots=True)
+class Conversation:
+    id: str
+    user_id: str
+    messages: list[Message]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FacetDefinition:
+    name: str
+    type: FacetType
+    min: float = 0.0
+    max: float = 0.0
+    choices: tuple[str, ...] = ()
+    builtin: bool = False
+
+
+@dataclass(slots=True)
+class FacetValue:
+    facet: str
+    text: str | None = None
+    number: float | None = None
+    provider: str = ""
+    reason: str = ""
+    failed: bool = False
+    error: str = ""
+
+
+@dataclass(slots=True)
+class AnalysisOptions:
+    """Options as resolved at creation (defaults applied); stored with the analysis."""
+
+    facets: list[str] = field(default_factory=list)
+    k: int = 0
+    hierarchy_depth: int = 0
+    min_cluster_size: int = 0
+    min_distinct_users: int = 0
+    seed: int = 0
+    embed_text: EmbedTextMode = EmbedTextMode.CONVERSATION
+    display_name: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "facets": list(self.facets),
+            "k": self.k,
+            "hierarchy_depth": self.hierarchy_depth,
+            "min_cluster_size": self.min_cluster_size,
+            "min_distinct_users": self.min_distinct_users,
+            "seed": self.seed,
+            "embed_text": self.embed_text.value,
+            "display_name": self.display_name,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> AnalysisOptions:
+        facets = data.get("facets", [])
+        return cls(
+            facets=[str(f) for f in facets] if isinstance(facets, list) else [],
+            k=_int(data.get("k")),
+            hierarchy_depth=_int(data.get("hierarchy_depth")),
+            min_cluster_size=_int(data.get("min_cluster_size")),
+            min_distinct_users=_int(data.get("min_distinct_users")),
+            seed=_int(data.get("seed")),
+            embed_text=EmbedTextMode(str(data.get("embed_text", EmbedTextMode.CONVERSATION.value))),
+            display_name=str(data.get("display_name", "")),
+        )
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float | str) else 0
+
+
+@dataclass(slots=True)
+class StageProgress:
+    stage: Stage
+    done: int = 0
+    total: int = 0
+
+
+@dataclass(slots=True)
+class Analysis:
+    id: str
+    tenant_id: str
+    state: AnalysisState
+    stage: Stage
+    options: AnalysisOptions
+    request_id: str
+    conversation_count: int
+    batch_size: int
+    create_time: datetime
+    update_time: datetime
+    error: str = ""
+    warnings: list[str] = field(default_factory=list)
+    progress: dict[Stage, StageProgress] = field(default_factory=dict)
+    # Filled once clustering has run.
+    k: int = 0
+    k_rule: str = ""
+    withheld_count: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"analyses/{self.id}"
+
+    def stage_progress(self) -> list[StageProgress]:
+        return [self.progress.get(stage, StageProgress(stage, 0, 0)) for stage in STAGES]
+
+
+@dataclass(slots=True)
+class PackedBatch:
+    """Little-endian float32 vectors, row-major."""
+
+    data: bytes
+    dim: int
+    count: int
+
+
+@dataclass(slots=True)
+class ClusterNode:
+    id: str
+    level: int
+    parent_id: str
+    child_ids: list[str]
+    name: str
+    description: str
+    size: int
+    distinct_users: int
+    keywords: list[str]
+
+
+@dataclass(slots=True)
+class FacetDistribution:
+    facet: str
+    counts: dict[str, int]
+    mean: float | None = None
+
+
+@dataclass(slots=True)
+class ClusterWithFacets:
+    cluster: ClusterNode
+    facets: list[FacetDistribution]
+
+
+@dataclass(slots=True)
+class AssignmentRow:
+    ordinal: int
+    conversation_id: str
+    cluster_id: str
+    withheld: bool
+    x: float | None = None
+    y: float | None = None
+
+
+@dataclass(slots=True)
+class ClusteringInput:
+    vectors: PackedBatch
+    ids: list[str]
+    user_ids: list[str]
+    texts: list[str]
+    k: int
+    hierarchy_depth: int
+    min_cluster_size: int
+    min_distinct_users: int
+    seed: int
+
+
+@dataclass(slots=True)
+class ClusteringOutput:
+    clusters: list[ClusterNode]
+    # One per input vector, in input order: (conversation_id, cluster_id, withheld).
+    assignments: list[tuple[str, str, bool]]
+    # conversation id -> (x, y), for reported conversations.
+    points: dict[str, tuple[float, float]]
+    k: int
+    k_rule: str
+    base_algorithm: str
+    map_algorithm: str
+    withheld_count: int
+
+
+@dataclass(slots=True)
+class ConversationResult:
+    conversation_id: str
+    facets: list[FacetValue]
+    cluster_id: str
+    withheld: bool
+    point: tuple[float, float] | None
+
+
+@dataclass(slots=True)
+class ResultsPage:
+    analysis: Analysis
+    clusters: list[ClusterWithFacets]
+    conversations: list[ConversationResult]
+    next_page_token: str
+    total_conversations: int
+    withheld_conversations: int
+    k: int
+    k_rule: str
+
+
+@dataclass(slots=True)
+class WatchUpdate:
+    analysis: Analysis
+    # Items per second in the current stage; 0 when unknown.
+    rate: float
+    # Seconds left; negative when unknown.
+    eta_seconds: float

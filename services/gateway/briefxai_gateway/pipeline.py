@@ -1,0 +1,417 @@
+"""Runs one analysis: facets -> embed (per batch, batches overlapping) -> cluster -> store.
+
+Conversations are read back from the store one batch at a time (``batch_size``, fixed per analysis
+at creation), so memory holds at most ``max_inflight_batches`` batches of raw text. For each batch:
+
+- facets: ``ExtractFacets``; values and the (facets, batch) checkpoint are written in one transaction;
+- embed: the text chosen by ``options.embed_text`` (``embed_text.py``) goes to ``EmbedTexts``; the
+  packed vectors and the (embed, batch) checkpoint are written in one transaction.
+
+Facets and embedding of one batch run side by side, except with ``REQUEST_SUMMARY`` where the
+embedded text is the ``request`` facet. A resumed run skips every (stage, batch) that has a
+checkpoint. Then every vector is read back as one packed block for the single clustering call, and
+clusters (with facet distributions), assignments, map points, the last checkpoints and SUCCEEDED
+are written in one transaction.
+
+Failures of downstream services (after retries, or an open breaker) end the analysis FAILED with a
+message naming the service; cancellation (user cancel or shutdown) propagates as CancelledError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from briefxai_common.logging import get_logger
+
+from . import metrics
+from .distributions import DistributionBuilder
+from .downstream import DownstreamError, Downstreams
+from .embed_text import embed_text, naming_text
+from .models import (
+    Analysis,
+    AnalysisState,
+    AssignmentRow,
+    ClusteringInput,
+    ClusteringOutput,
+    Conversation,
+    EmbedTextMode,
+    FacetDefinition,
+    FacetValue,
+    Stage,
+)
+from .progress import LiveProgress, ProgressHub
+from .settings import GatewaySettings
+from .store import Store, decode_messages
+from .validation import facets_to_extract
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+class PipelineError(Exception):
+    """A problem that fails the analysis with this message (not a bug)."""
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``asyncio.to_thread`` that, when cancelled, still waits for the thread to finish before
+    re-raising: a cancelled analysis never has a write landing after its task has ended."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        raise
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The most telling exception of a task group: a downstream failure first, then anything else."""
+    flat: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            flat.append(error)
+
+    walk(group)
+    for error in flat:
+        if isinstance(error, DownstreamError):
+            return error
+    for error in flat:
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return flat[0] if flat else asyncio.CancelledError()
+
+
+class Pipeline:
+    def __init__(
+        self, settings: GatewaySettings, store: Store, clients: Downstreams, hub: ProgressHub
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clients = clients
+        self.hub = hub
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    async def run(self, analysis_id: str) -> None:
+        """Runs or resumes ``analysis_id`` until it is terminal. CancelledError propagates and leaves
+        the analysis as it is (a user cancel has already marked it CANCELLED)."""
+        analysis = await in_thread(self.store.get_analysis, analysis_id)
+        if analysis is None or analysis.state.terminal:
+            return
+        if not await in_thread(self.store.set_running, analysis_id):
+            return
+        live = self.hub.start(analysis_id, analysis.conversation_count)
+        log.info("analysis_running", analysis_id=analysis_id, conversations=analysis.conversation_count)
+        try:
+            await self._run(analysis, live)
+        except DownstreamError as exc:
+            await self._fail(analysis_id, exc.describe())
+        except PipelineError as exc:
+            await self._fail(analysis_id, str(exc))
+        except Exception as exc:
+            log.exception("analysis_crashed", analysis_id=analysis_id)
+            await self._fail(analysis_id, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self.hub.finish(analysis_id)
+
+    async def _fail(self, analysis_id: str, message: str) -> None:
+        if await in_thread(self.store.finish, analysis_id, AnalysisState.FAILED, message):
+            metrics.ANALYSES_TOTAL.labels(state=AnalysisState.FAILED.value).inc()
+            log.warning("analysis_failed", analysis_id=analysis_id, error=message)
+
+    async def _run(self, analysis: Analysis, live: LiveProgress) -> None:
+        definitions = await self._definitions(analysis)
+        info = await self.clients.embedding.model_info()
+        budget = self.settings.embed_char_budget
+        if info.max_chars_per_text:
+            budget = min(budget, info.max_chars_per_text)
+        await self._batches(analysis, live, budget)
+        output = await self._cluster(analysis, live)
+        await self._store(analysis, live, output, definitions)
+
+    async def _definitions(self, analysis: Analysis) -> list[FacetDefinition]:
+        """Facet definitions, asked of the facets service on the first run and kept with the analysis."""
+        stored = await in_thread(self.store.facet_definitions, analysis.id)
+        if stored is not None:
+            return stored
+        definitions = await self.clients.facets.list_facets()
+        offered = {d.name for d in definitions}
+        unknown = [name for name in facets_to_extract(analysis.options) if name not in offered]
+        if unknown:
+            raise PipelineError(
+                f"unknown facet(s) {', '.join(unknown)}; the facets service offers: {', '.join(sorted(offered))}"
+            )
+        await in_thread(self.store.set_facet_definitions, analysis.id, definitions)
+        return definitions
+
+    # -- facets and embedding, per batch ----------------------------------------------------------
+
+    def _bounds(self, analysis: Analysis, batch: int) -> tuple[int, int]:
+        start = batch * analysis.batch_size
+        return start, min(analysis.conversation_count, start + analysis.batch_size)
+
+    def _update_stage(self, analysis: Analysis, live: LiveProgress) -> None:
+        total = analysis.conversation_count
+        if live.done.get(Stage.FACETS, 0) < total:
+            live.stage = Stage.FACETS
+        elif live.done.get(Stage.EMBED, 0) < total:
+            live.stage = Stage.EMBED
+        else:
+            live.stage = Stage.CLUSTER
+        self.hub.notify(analysis.id)
+
+    async def _batches(self, analysis: Analysis, live: LiveProgress, budget: int) -> None:
+        done = await in_thread(self.store.done_batches, analysis.id)
+        batches = math.ceil(analysis.conversation_count / analysis.batch_size)
+
+        def finished(stage: Stage) -> int:
+            return sum(
+                min(analysis.batch_size, analysis.conversation_count - b * analysis.batch_size)
+                for b in done[stage]
+                if b < batches
+            )
+
+        live.begin(Stage.FACETS, finished(Stage.FACETS))
+        live.begin(Stage.EMBED, finished(Stage.EMBED))
+        self._update_stage(analysis, live)
+        todo = [b for b in range(batches) if b not in done[Stage.FACETS] or b not in done[Stage.EMBED]]
+        if len(todo) < batches:
+            log.info(
+                "analysis_resumed", analysis_id=analysis.id, batches_done=batches - len(todo), batches=batches
+            )
+        facet_names = facets_to_extract(analysis.options)
+        slots = asyncio.Semaphore(self.settings.max_inflight_batches)
+
+        async def one(batch: int) -> None:
+            try:
+                await self._batch(
+                    analysis,
+                    live,
+                    batch,
+                    need_facets=batch not in done[Stage.FACETS],
+                    need_embed=batch not in done[Stage.EMBED],
+                    facet_names=facet_names,
+                    budget=budget,
+                )
+            finally:
+                slots.release()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for batch in todo:
+                    await slots.acquire()
+                    group.create_task(one(batch))
+        except BaseExceptionGroup as errors:
+            raise _first_error(errors) from None
+
+    async def _batch(
+        self,
+        analysis: Analysis,
+        live: LiveProgress,
+        batch: int,
+        *,
+        need_facets: bool,
+        need_embed: bool,
+        facet_names: Sequence[str],
+        budget: int,
+    ) -> None:
+        start, end = self._bounds(analysis, batch)
+        conversations = await in_thread(self.store.load_conversations, analysis.id, start, end)
+        if len(conversations) != end - start:
+            raise PipelineError(
+                f"stored conversations {start}..{end} are incomplete ({len(conversations)} found)"
+            )
+        if analysis.options.embed_text is EmbedTextMode.REQUEST_SUMMARY:
+            values: list[list[FacetValue]] | None = None
+            if need_facets:
+                values = await self._facets(analysis, live, batch, start, conversations, facet_names)
+            if need_embed:
+                if values is None:
+                    stored = await in_thread(self.store.load_facets, analysis.id, start, end)
+                    values = [stored.get(start + i, []) for i in range(end - start)]
+                await self._embed(analysis, live, batch, start, conversations, values, budget)
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                if need_facets:
+                    group.create_task(self._facets(analysis, live, batch, start, conversations, facet_names))
+                if need_embed:
+                    group.create_task(self._embed(analysis, live, batch, start, conversations, None, budget))
+        except BaseExceptionGroup as errors:
+            raise _first_error(errors) from None
+
+    async def _facets(
+        self,
+        analysis: Analysis,
+        live: LiveProgress,
+        batch: int,
+        start: int,
+        conversations: Sequence[Conversation],
+        facet_names: Sequence[str],
+    ) -> list[list[FacetValue]]:
+        began = time.perf_counter()
+        values = await self.clients.facets.extract(conversations, facet_names)
+        warnings: Counter[str] = Counter()
+        for per_conversation in values:
+            for value in per_conversation:
+                if value.failed:
+                    warnings[f"facet_failed:{value.facet}"] += 1
+        await in_thread(self.store.save_facets_batch, analysis.id, batch, start, values, dict(warnings))
+        metrics.STAGE_SECONDS.labels(stage=Stage.FACETS.value).observe(time.perf_counter() - began)
+        metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.FACETS.value).inc(len(conversations))
+        live.advance(Stage.FACETS, len(conversations))
+        self._update_stage(analysis, live)
+        return values
+
+    async def _embed(
+        self,
+        analysis: Analysis,
+        live: LiveProgress,
+        batch: int,
+        start: int,
+        conversations: Sequence[Conversation],
+        values: Sequence[Sequence[FacetValue]] | None,
+        budget: int,
+    ) -> None:
+        began = time.perf_counter()
+        mode = analysis.options.embed_text
+        texts: list[str] = []
+        fallbacks = 0
+        for index, conversation in enumerate(conversations):
+            chosen = embed_text(conversation, mode, budget, values[index] if values is not None else ())
+            texts.append(chosen.text)
+            fallbacks += int(chosen.fallback)
+        embedded = await self.clients.embedding.embed(texts)
+        if embedded.vectors.count != len(conversations):
+            raise PipelineError(
+                f"embedding returned {embedded.vectors.count} vectors for {len(conversations)} texts"
+            )
+        warnings = {"request_summary_fallback": fallbacks} if fallbacks else {}
+        await in_thread(
+            self.store.save_embeddings_batch,
+            analysis.id,
+            batch,
+            start,
+            embedded.vectors,
+            embedded.model,
+            warnings,
+        )
+        metrics.STAGE_SECONDS.labels(stage=Stage.EMBED.value).observe(time.perf_counter() - began)
+        metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.EMBED.value).inc(len(conversations))
+        live.advance(Stage.EMBED, len(conversations))
+        self._update_stage(analysis, live)
+
+    # -- clustering and the results --------------------------------------------------------------
+
+    def _clustering_input(self, analysis: Analysis) -> ClusteringInput:
+        """Blocking: every vector as one packed block, ids, user ids and naming texts in order."""
+        vectors = self.store.load_vectors(analysis.id, analysis.conversation_count)
+        budget = self.settings.naming_text_chars
+        requests = self.store.iter_request_texts(analysis.id)
+        with_messages = len(requests) < analysis.conversation_count
+        ids: list[str] = []
+        user_ids: list[str] = []
+        texts: list[str] = []
+        for ordinal, conversation_id, user_id, messages in self.store.iter_conversation_rows(
+            analysis.id, with_messages=with_messages
+        ):
+            ids.append(conversation_id)
+            user_ids.append(user_id)
+            summary = requests.get(ordinal, "")
+            decoded = decode_messages(messages) if messages is not None and not summary else []
+            texts.append(naming_text(summary, decoded, budget))
+        if len(ids) != vectors.count:
+            raise PipelineError(f"{len(ids)} conversations stored but {vectors.count} vectors")
+        options = analysis.options
+        return ClusteringInput(
+            vectors=vectors,
+            ids=ids,
+            user_ids=user_ids,
+            texts=texts,
+            k=options.k,
+            hierarchy_depth=options.hierarchy_depth,
+            min_cluster_size=options.min_cluster_size,
+            min_distinct_users=options.min_distinct_users,
+            seed=options.seed,
+        )
+
+    async def _cluster(self, analysis: Analysis, live: LiveProgress) -> ClusteringOutput:
+        live.stage = Stage.CLUSTER
+        live.begin(Stage.CLUSTER)
+        self.hub.notify(analysis.id)
+        began = time.perf_counter()
+        output = await self.clients.clustering.cluster(await in_thread(self._clustering_input, analysis))
+        metrics.STAGE_SECONDS.labels(stage=Stage.CLUSTER.value).observe(time.perf_counter() - began)
+        metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.CLUSTER.value).inc(analysis.conversation_count)
+        live.advance(Stage.CLUSTER, analysis.conversation_count)
+        return output
+
+    def _save(
+        self, analysis: Analysis, output: ClusteringOutput, definitions: Sequence[FacetDefinition]
+    ) -> bool:
+        """Blocking: facet distributions per cluster, then everything in one transaction."""
+        rows: list[AssignmentRow] = []
+        cluster_of: list[str] = []
+        for ordinal, (conversation_id, cluster_id, withheld) in enumerate(output.assignments):
+            point = None if withheld else output.points.get(conversation_id)
+            rows.append(
+                AssignmentRow(
+                    ordinal=ordinal,
+                    conversation_id=conversation_id,
+                    cluster_id="" if withheld else cluster_id,
+                    withheld=withheld,
+                    x=point[0] if point else None,
+                    y=point[1] if point else None,
+                )
+            )
+            cluster_of.append("" if withheld else cluster_id)
+        builder = DistributionBuilder({d.name: d for d in definitions})
+        for ordinal, facet, text, number in self.store.iter_facet_rows(analysis.id):
+            if ordinal < len(cluster_of):
+                builder.add(cluster_of[ordinal], facet, text, number)
+        distributions = builder.build(output.clusters)
+        withheld_count = output.withheld_count or sum(1 for row in rows if row.withheld)
+        meta = {
+            "k": output.k,
+            "k_rule": output.k_rule,
+            "base_algorithm": output.base_algorithm,
+            "map_algorithm": output.map_algorithm,
+            "withheld_count": withheld_count,
+        }
+        warnings = {"withheld": withheld_count} if withheld_count else {}
+        return self.store.save_results(analysis.id, output.clusters, distributions, rows, meta, warnings)
+
+    async def _store(
+        self,
+        analysis: Analysis,
+        live: LiveProgress,
+        output: ClusteringOutput,
+        definitions: Sequence[FacetDefinition],
+    ) -> None:
+        live.stage = Stage.STORE
+        live.begin(Stage.STORE)
+        self.hub.notify(analysis.id)
+        began = time.perf_counter()
+        saved = await in_thread(self._save, analysis, output, definitions)
+        if not saved:
+            log.info("analysis_results_discarded", analysis_id=analysis.id, reason="no longer running")
+            return
+        metrics.STAGE_SECONDS.labels(stage=Stage.STORE.value).observe(time.perf_counter() - began)
+        metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.STORE.value).inc(analysis.conversation_count)
+        metrics.ANALYSES_TOTAL.labels(state=AnalysisState.SUCCEEDED.value).inc()
+        live.advance(Stage.STORE, analysis.conversation_count)
+        log.info(
+            "analysis_succeeded",
+            analysis_id=analysis.id,
+            conversations=analysis.conversation_count,
+            clusters=len(output.clusters),
+            k=output.k,
+        )

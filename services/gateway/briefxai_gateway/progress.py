@@ -1,0 +1,104 @@
+"""Live progress of the analyses running in this process: rates, ETA, and wake-ups for watchers.
+
+Durable progress lives in the store (checkpoints); this adds what only the running pipeline knows:
+the current stage, items per second since this run started (batches done by an earlier run are
+not counted as speed), and an estimate of the seconds left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .models import Stage
+
+BATCH_STAGES = (Stage.FACETS, Stage.EMBED)
+
+
+@dataclass
+class _StageClock:
+    started: float
+    done_at_start: int
+
+
+@dataclass
+class LiveProgress:
+    analysis_id: str
+    total: int
+    stage: Stage = Stage.VALIDATE
+    done: dict[Stage, int] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    _clocks: dict[Stage, _StageClock] = field(default_factory=dict)
+
+    def begin(self, stage: Stage, already_done: int = 0) -> None:
+        """``stage`` starts (or resumes with ``already_done`` items finished by an earlier run)."""
+        self.done[stage] = already_done
+        self._clocks[stage] = _StageClock(self.clock(), already_done)
+
+    def advance(self, stage: Stage, items: int) -> None:
+        self.done[stage] = self.done.get(stage, 0) + items
+
+    def rate(self, stage: Stage) -> float:
+        """Items per second of ``stage`` in this run; 0 before its first item."""
+        clock = self._clocks.get(stage)
+        if clock is None:
+            return 0.0
+        items = self.done.get(stage, 0) - clock.done_at_start
+        elapsed = self.clock() - clock.started
+        if items <= 0 or elapsed <= 0:
+            return 0.0
+        return items / elapsed
+
+    def current_rate(self) -> float:
+        return self.rate(self.stage)
+
+    def eta_seconds(self) -> float:
+        """Seconds until facets and embedding are done at the current rates; -1 when unknown
+        (no rate yet, or in the cluster/store stages whose length cannot be told in advance)."""
+        if self.stage not in (Stage.VALIDATE, *BATCH_STAGES):
+            return -1.0
+        worst = 0.0
+        for stage in BATCH_STAGES:
+            remaining = self.total - self.done.get(stage, 0)
+            if remaining <= 0:
+                continue
+            rate = self.rate(stage)
+            if rate <= 0:
+                return -1.0
+            worst = max(worst, remaining / rate)
+        return worst
+
+
+class ProgressHub:
+    """Live progress per running analysis, and events that wake WatchAnalysis streams."""
+
+    def __init__(self) -> None:
+        self._live: dict[str, LiveProgress] = {}
+        self._events: dict[str, asyncio.Event] = {}
+
+    def start(self, analysis_id: str, total: int) -> LiveProgress:
+        live = LiveProgress(analysis_id, total)
+        self._live[analysis_id] = live
+        self.notify(analysis_id)
+        return live
+
+    def live(self, analysis_id: str) -> LiveProgress | None:
+        return self._live.get(analysis_id)
+
+    def finish(self, analysis_id: str) -> None:
+        self._live.pop(analysis_id, None)
+        self.notify(analysis_id)
+
+    def event(self, analysis_id: str) -> asyncio.Event:
+        """An event set at the next change of ``analysis_id``; take it before reading the state."""
+        event = self._events.get(analysis_id)
+        if event is None:
+            event = self._events[analysis_id] = asyncio.Event()
+        return event
+
+    def notify(self, analysis_id: str) -> None:
+        event = self._events.pop(analysis_id, None)
+        if event is not None:
+            event.set()

@@ -1,0 +1,141 @@
+"""gRPC adapter of ``briefxai.gateway.v1.AnalysisService``: protobuf <-> :class:`AnalysisManager`.
+
+Domain errors (InvalidArgument, NotFound, ...) are mapped to status codes by the bootstrap's
+interceptor. Large inline requests are converted off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from briefxai_common.errors import InvalidArgument
+
+from .convert import (
+    STAGE_TO_PB,
+    STATE_TO_PB,
+    analysis_to_pb,
+    cluster_result_to_pb,
+    conversation_result_to_pb,
+    conversations_from_pb,
+    options_from_pb,
+    stage_progress_to_pb,
+)
+from .manager import AnalysisManager, RequestedOptions, UploadHeader, UploadItem
+
+SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+# Inline requests with more conversations than this are converted in a worker thread.
+CONVERT_IN_THREAD = 512
+
+
+def requested_options(message: gateway_pb2.AnalysisOptions) -> RequestedOptions:
+    options, embed_text_set, embed_text_known = options_from_pb(message)
+    return RequestedOptions(options, embed_text_set, embed_text_known)
+
+
+class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
+    def __init__(self, manager: Callable[[], AnalysisManager]) -> None:
+        # A callable: the manager is created when the service starts, after registration.
+        self._manager = manager
+
+    @property
+    def manager(self) -> AnalysisManager:
+        return self._manager()
+
+    async def CreateAnalysis(
+        self, request: gateway_pb2.CreateAnalysisRequest, context: Context
+    ) -> gateway_pb2.CreateAnalysisResponse:
+        if len(request.conversations) > CONVERT_IN_THREAD:
+            conversations = await asyncio.to_thread(conversations_from_pb, request.conversations)
+        else:
+            conversations = conversations_from_pb(request.conversations)
+        analysis = await self.manager.create(
+            conversations, requested_options(request.options), request.request_id
+        )
+        return gateway_pb2.CreateAnalysisResponse(analysis=analysis_to_pb(analysis))
+
+    async def UploadAnalysis(
+        self, request_iterator: AsyncIterator[gateway_pb2.UploadAnalysisRequest], context: Context
+    ) -> gateway_pb2.UploadAnalysisResponse:
+        async def items() -> AsyncIterator[UploadItem]:
+            index = 0
+            async for message in request_iterator:
+                kind = message.WhichOneof("payload")
+                if kind == "header":
+                    yield UploadHeader(requested_options(message.header.options), message.header.request_id)
+                elif kind == "batch":
+                    batch = message.batch.conversations
+                    if len(batch) > CONVERT_IN_THREAD:
+                        yield await asyncio.to_thread(conversations_from_pb, batch)
+                    else:
+                        yield conversations_from_pb(batch)
+                else:
+                    raise InvalidArgument(
+                        "payload", f"message {index} of the stream has neither header nor batch"
+                    )
+                index += 1
+
+        analysis = await self.manager.upload(items())
+        return gateway_pb2.UploadAnalysisResponse(analysis=analysis_to_pb(analysis))
+
+    async def GetAnalysis(
+        self, request: gateway_pb2.GetAnalysisRequest, context: Context
+    ) -> gateway_pb2.GetAnalysisResponse:
+        analysis = await self.manager.get(request.id)
+        return gateway_pb2.GetAnalysisResponse(analysis=analysis_to_pb(analysis))
+
+    async def ListAnalyses(
+        self, request: gateway_pb2.ListAnalysesRequest, context: Context
+    ) -> gateway_pb2.ListAnalysesResponse:
+        analyses, token = await self.manager.list(request.page_size, request.page_token)
+        return gateway_pb2.ListAnalysesResponse(
+            analyses=[analysis_to_pb(a) for a in analyses], next_page_token=token
+        )
+
+    async def WatchAnalysis(
+        self, request: gateway_pb2.WatchAnalysisRequest, context: Context
+    ) -> AsyncIterator[gateway_pb2.WatchAnalysisResponse]:
+        async for update in self.manager.watch(request.id):
+            analysis = update.analysis
+            yield gateway_pb2.WatchAnalysisResponse(
+                id=analysis.id,
+                state=STATE_TO_PB[analysis.state],
+                stage=STAGE_TO_PB[analysis.stage],
+                stages=stage_progress_to_pb(analysis),
+                rate=update.rate,
+                eta_seconds=update.eta_seconds,
+                warnings=analysis.warnings,
+                error=analysis.error,
+            )
+
+    async def CancelAnalysis(
+        self, request: gateway_pb2.CancelAnalysisRequest, context: Context
+    ) -> gateway_pb2.CancelAnalysisResponse:
+        analysis = await self.manager.cancel(request.id)
+        return gateway_pb2.CancelAnalysisResponse(analysis=analysis_to_pb(analysis))
+
+    async def DeleteAnalysis(
+        self, request: gateway_pb2.DeleteAnalysisRequest, context: Context
+    ) -> gateway_pb2.DeleteAnalysisResponse:
+        await self.manager.delete(request.id)
+        return gateway_pb2.DeleteAnalysisResponse()
+
+    async def GetAnalysisResults(
+        self, request: gateway_pb2.GetAnalysisResultsRequest, context: Context
+    ) -> gateway_pb2.GetAnalysisResultsResponse:
+        page = await self.manager.results(request.id, request.page_size, request.page_token)
+        return gateway_pb2.GetAnalysisResultsResponse(
+            analysis=analysis_to_pb(page.analysis),
+            clusters=[cluster_result_to_pb(c) for c in page.clusters],
+            conversations=[conversation_result_to_pb(c) for c in page.conversations],
+            next_page_token=page.next_page_token,
+            total_conversations=page.total_conversations,
+            withheld_conversations=page.withheld_conversations,
+            k=page.k,
+            k_rule=page.k_rule,
+        )

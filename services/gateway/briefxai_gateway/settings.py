@@ -1,0 +1,128 @@
+"""Gateway settings: YAML section ``gateway`` with ``BRIEFXAI_GATEWAY_*`` environment overrides.
+
+Nested keys use ``__``: ``BRIEFXAI_GATEWAY_BREAKER__FAILURE_THRESHOLD=3``,
+``BRIEFXAI_GATEWAY_DEFAULTS__EMBED_TEXT=first_user_message``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from briefxai_common.config import ServiceSettings
+
+from .models import EmbedTextMode
+
+
+class BreakerSettings(BaseModel):
+    """One circuit breaker per downstream service, all with these settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_threshold: int = Field(5, ge=1, description="Consecutive retryable failures that open it.")
+    reset_timeout_seconds: float = Field(15.0, ge=0, description="Open this long before a trial call.")
+    half_open_max_calls: int = Field(1, ge=1, description="Trial calls let through while half-open.")
+
+
+class RetrySettings(BaseModel):
+    """Retries of UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, with full-jitter backoff."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(4, ge=1, description="Attempts per call, the first included.")
+    initial_backoff_seconds: float = Field(0.2, ge=0, description="Backoff scale of the first retry.")
+    max_backoff_seconds: float = Field(5.0, ge=0, description="Longest sleep between attempts.")
+
+
+class AnalysisDefaults(BaseModel):
+    """Values used where a request leaves an option at 0 / unspecified."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    facets: list[str] = Field(default_factory=list, description="Facets to extract; empty = all offered.")
+    k: int = Field(0, ge=0, description="Base clusters; 0 = the clustering service chooses.")
+    hierarchy_depth: int = Field(0, ge=0, description="Levels above the base; 0 = clustering default.")
+    min_cluster_size: int = Field(0, ge=0, description="0 = the clustering service's privacy default.")
+    min_distinct_users: int = Field(0, ge=0, description="0 = the clustering service's privacy default.")
+    seed: int = Field(0, ge=0, description="Seed used when a request gives 0.")
+    embed_text: EmbedTextMode = Field(
+        EmbedTextMode.CONVERSATION, description="Text embedded per conversation."
+    )
+
+
+class GatewaySettings(ServiceSettings):
+    section: ClassVar[str] = "gateway"
+    model_config = SettingsConfigDict(
+        env_prefix="BRIEFXAI_GATEWAY_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    http_port: int = Field(9091, ge=0, le=65535)
+
+    store_url: str = Field(
+        "sqlite:///./briefxai-data/gateway.db",
+        description="SQLAlchemy URL. SQLite (file, WAL mode; its folder is created) or postgresql+psycopg://...",
+    )
+    tenant_id: str = Field("default", min_length=1, description="Tenant every row belongs to.")
+
+    embedding_address: str = Field("localhost:50052", description="host:port or dns:///host:port.")
+    facets_address: str = Field("localhost:50053")
+    clustering_address: str = Field("localhost:50054")
+
+    embedding_deadline_seconds: float = Field(120.0, gt=0, description="Deadline of one EmbedTexts call.")
+    facets_deadline_seconds: float = Field(120.0, gt=0, description="Deadline of one ExtractFacets call.")
+    clustering_deadline_seconds: float = Field(1800.0, gt=0, description="Deadline of the clustering call.")
+    metadata_deadline_seconds: float = Field(10.0, gt=0, description="ListFacets / GetModelInfo deadline.")
+    embedding_max_concurrent_calls: int = Field(
+        2,
+        ge=1,
+        description="EmbedTexts calls in flight at once (more only queue at the server; raise with replicas).",
+    )
+    facets_max_concurrent_calls: int = Field(2, ge=1, description="ExtractFacets calls in flight at once.")
+    clustering_max_concurrent_calls: int = Field(
+        1, ge=1, description="ClusterEmbeddings calls in flight at once."
+    )
+
+    batch_size: int = Field(256, ge=1, le=4096, description="Conversations per facets/embedding batch.")
+    max_inflight_batches: int = Field(4, ge=1, le=64, description="Batches in flight per analysis.")
+    facets_max_conversations_per_call: int = Field(
+        256, ge=1, description="A batch is split into ExtractFacets calls of at most this many."
+    )
+
+    max_conversations_per_analysis: int = Field(200_000, ge=1)
+    max_messages_per_conversation: int = Field(1000, ge=1)
+    max_message_chars: int = Field(100_000, ge=1, description="Characters per message content.")
+    max_conversation_id_chars: int = Field(256, ge=1)
+    max_k: int = Field(200, ge=2, description="Largest options.k accepted (the clustering service's max_k).")
+    max_hierarchy_depth: int = Field(6, ge=1, description="Largest options.hierarchy_depth accepted.")
+
+    max_concurrent_analyses: int = Field(2, ge=1, description="Analyses running at once.")
+    max_queued_analyses: int = Field(
+        16, ge=0, description="PENDING analyses waiting; more = RESOURCE_EXHAUSTED."
+    )
+
+    breaker: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
+    retry: RetrySettings = Field(default_factory=lambda: RetrySettings.model_validate({}))
+
+    embed_char_budget: int = Field(
+        1200, ge=16, description="Characters embedded per conversation (~256 tokens of all-MiniLM-L6-v2)."
+    )
+    naming_text_chars: int = Field(300, ge=16, description="Characters per text sent for cluster naming.")
+    defaults: AnalysisDefaults = Field(default_factory=lambda: AnalysisDefaults.model_validate({}))
+
+    watch_poll_seconds: float = Field(
+        2.0, gt=0, description="WatchAnalysis re-reads the store at least this often (other replicas)."
+    )
+    list_facets_cache_seconds: float = Field(
+        60.0, ge=0, description="How long ListFacets answers are reused."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GatewaySettings:
+        if self.defaults.k > self.max_k:
+            raise ValueError(f"defaults.k ({self.defaults.k}) exceeds max_k ({self.max_k})")
+        if self.defaults.hierarchy_depth > self.max_hierarchy_depth:
+            raise ValueError("defaults.hierarchy_depth exceeds max_hierarchy_depth")
+        return self

@@ -1,0 +1,197 @@
+"""The gateway store on a temporary SQLite file (briefxai_gateway.store)."""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from briefxai_gateway import schema
+from briefxai_gateway.models import (
+    AnalysisOptions,
+    AnalysisState,
+    AssignmentRow,
+    ClusterNode,
+    Conversation,
+    EmbedTextMode,
+    FacetDefinition,
+    FacetDistribution,
+    FacetType,
+    FacetValue,
+    Message,
+    PackedBatch,
+    Stage,
+)
+from briefxai_gateway.store import DuplicateRequestId, Store, StoreInconsistent
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    db = Store(f"sqlite:///{tmp_path}/nested/gateway.db")
+    db.migrate()
+    yield db
+    db.close()
+
+
+def convs(n: int, prefix: str = "c") -> list[Conversation]:
+    return [
+        Conversation(
+            f"{prefix}{i}",
+            f"u{i % 3}",
+            [Message("user", f"question {i}"), Message("assistant", "answer")],
+            {"k": "v"},
+        )
+        for i in range(n)
+    ]
+
+
+def packed(count: int, dim: int, start: float = 0.0) -> PackedBatch:
+    values = [start + i for i in range(count * dim)]
+    return PackedBatch(struct.pack(f"<{len(values)}f", *values), dim, count)
+
+
+def test_sqlite_file_uses_wal_and_migrations_match_the_schema(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "gateway.db"
+    assert path.exists()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    assert diff == []
+    store.migrate()  # idempotent
+
+
+def test_create_get_and_request_id_uniqueness(store: Store) -> None:
+    options = AnalysisOptions(
+        facets=["task"], k=4, embed_text=EmbedTextMode.USER_MESSAGES, display_name="demo"
+    )
+    created = store.create_analysis(
+        "a1", request_id="req-1", options=options, batch_size=2, conversations=convs(3)
+    )
+    assert created.state is AnalysisState.PENDING
+    assert created.conversation_count == 3
+    assert created.options == options
+    assert created.progress[Stage.VALIDATE].done == 3
+    assert created.stage is Stage.VALIDATE
+    assert store.get_analysis("a1") == created
+    assert store.find_by_request_id("req-1") == created
+    with pytest.raises(DuplicateRequestId):
+        store.create_analysis("a2", request_id="req-1", options=options, batch_size=2)
+    # Requests without an id never collide.
+    store.create_analysis("a3", request_id="", options=options, batch_size=2, conversations=convs(1))
+    store.create_analysis("a4", request_id="", options=options, batch_size=2, conversations=convs(1))
+    assert store.get_analysis("nope") is None
+
+
+def test_list_is_newest_first_and_paged(store: Store) -> None:
+    for i in range(5):
+        store.create_analysis(
+            f"a{i}", request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(1)
+        )
+    store.create_analysis(
+        "hidden", request_id="", options=AnalysisOptions(), batch_size=2, upload_complete=False
+    )
+    page, after = store.list_analyses(2, None)
+    assert [a.id for a in page] == ["a4", "a3"]
+    page, after = store.list_analyses(2, after)
+    assert [a.id for a in page] == ["a2", "a1"]
+    page, after = store.list_analyses(2, after)
+    assert [a.id for a in page] == ["a0"]
+    assert after is None
+    assert store.abandoned_upload_ids() == ["hidden"]
+
+
+def test_batches_checkpoints_progress_and_warnings(store: Store) -> None:
+    store.create_analysis("a", request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(3))
+    assert store.set_running("a")
+    assert [c.id for c in store.load_conversations("a", 0, 2)] == ["c0", "c1"]
+    assert store.load_conversations("a", 2, 4)[0].metadata == {"k": "v"}
+    values = [
+        [FacetValue("task", text="coding", provider="heuristic"), FacetValue("sentiment", number=0.5)],
+        [FacetValue("task", failed=True, error="no provider")],
+    ]
+    store.save_facets_batch("a", 0, 0, values, {"facet_failed:task": 1})
+    store.save_embeddings_batch("a", 1, 2, packed(1, 2, 100.0), "m", {})
+    done = store.done_batches("a")
+    assert done[Stage.FACETS] == {0} and done[Stage.EMBED] == {1}
+    analysis = store.get_analysis("a")
+    assert analysis is not None
+    assert analysis.state is AnalysisState.RUNNING
+    assert (analysis.progress[Stage.FACETS].done, analysis.progress[Stage.EMBED].done) == (2, 1)
+    assert analysis.stage is Stage.FACETS
+    assert analysis.warnings == ["facet 'task' could not be extracted for 1 conversation(s)"]
+    facets = store.load_facets("a", 0, 2)
+    assert {v.facet: v.number for v in facets[0]} == {"sentiment": 0.5, "task": None}
+    assert facets[1][0].failed
+    with pytest.raises(StoreInconsistent):
+        store.load_vectors("a", 3)  # batch 0 is missing
+    store.save_embeddings_batch("a", 0, 0, packed(2, 2), "m", {})
+    vectors = store.load_vectors("a", 3)
+    assert (vectors.count, vectors.dim) == (3, 2)
+    assert struct.unpack("<6f", vectors.data) == (0.0, 1.0, 2.0, 3.0, 100.0, 101.0)
+    assert store.iter_request_texts("a") == {}
+    rows = list(store.iter_conversation_rows("a", with_messages=False))
+    assert rows[0] == (0, "c0", "u0", None)
+
+
+def test_results_are_saved_atomically_and_only_while_running(store: Store) -> None:
+    store.create_analysis("a", request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(2))
+    clusters = [
+        ClusterNode("L0-0", 0, "L1-0", [], "Passwords", "Resets", 2, 2, ["reset"]),
+        ClusterNode("L1-0", 1, "", ["L0-0"], "Accounts", "Account help", 2, 2, []),
+    ]
+    distributions = {"L0-0": [FacetDistribution("sentiment", {"positive": 2}, 0.4)]}
+    assignments = [AssignmentRow(0, "c0", "L0-0", False, 0.5, -1.0), AssignmentRow(1, "c1", "", True)]
+    meta = {"k": 1, "k_rule": "fixed", "withheld_count": 1}
+    # Not RUNNING yet: nothing is written.
+    assert not store.save_results("a", clusters, distributions, assignments, meta, {"withheld": 1})
+    assert store.row_counts("a")["clusters"] == 0
+    store.set_running("a")
+    assert store.save_results("a", clusters, distributions, assignments, meta, {"withheld": 1})
+    analysis = store.get_analysis("a")
+    assert analysis is not None
+    assert analysis.state is AnalysisState.SUCCEEDED
+    assert (analysis.k, analysis.k_rule, analysis.withheld_count) == (1, "fixed", 1)
+    assert analysis.stage is Stage.STORE
+    assert any("withheld" in w for w in analysis.warnings)
+    loaded = store.load_clusters("a")
+    assert [c.cluster.id for c in loaded] == ["L0-0", "L1-0"]
+    assert loaded[0].facets == distributions["L0-0"]
+    assert loaded[1].cluster.child_ids == ["L0-0"]
+    rows = store.load_result_rows("a", 0, 2)
+    assert rows[0][2] is not None and rows[0][2].x == 0.5
+    assert rows[1][2] is not None and rows[1][2].withheld
+    # Terminal states are final.
+    assert not store.finish("a", AnalysisState.CANCELLED)
+
+
+def test_finish_and_delete_leave_no_rows(store: Store) -> None:
+    store.create_analysis(
+        "a", request_id="r", options=AnalysisOptions(), batch_size=2, conversations=convs(2)
+    )
+    store.create_analysis("b", request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(2))
+    store.set_running("a")
+    store.set_facet_definitions("a", [FacetDefinition("turns", FacetType.NUMBER, 0.0, float("inf"))])
+    assert store.facet_definitions("a") == [FacetDefinition("turns", FacetType.NUMBER, 0.0, float("inf"))]
+    store.save_facets_batch("a", 0, 0, [[FacetValue("turns", number=2.0)], []], {})
+    store.save_embeddings_batch("a", 0, 0, packed(2, 2), "m", {})
+    assert store.finish("a", AnalysisState.FAILED, "boom")
+    assert not store.set_running("a")
+    failed = store.get_analysis("a")
+    assert failed is not None and failed.error == "boom"
+    assert store.delete_analysis("a")
+    assert set(store.row_counts("a").values()) == {0}
+    assert store.row_counts("b")["conversations"] == 2
+    assert not store.delete_analysis("a")
+    assert store.find_by_request_id("r") is None
+
+
+def test_in_memory_sqlite_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Store("sqlite://")
