@@ -1,0 +1,360 @@
+"""A small synchronous client for the gateway's AnalysisService, as the CLI uses it.
+
+It converts input records to protobuf, picks inline ``CreateAnalysis`` or client-streaming
+``UploadAnalysis`` by size, follows progress with ``WatchAnalysis`` (falling back to polling when the
+stream breaks), gathers every page of ``GetAnalysisResults`` and turns gRPC errors into one line with
+the status code and any ``google.rpc`` field violations.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from briefxai.common.v1 import common_pb2
+from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from briefxai_cli.inputs import ConversationRecord
+
+DEFAULT_GATEWAY = "127.0.0.1:50051"
+GATEWAY_ENV = "BRIEFXAI_CLI_GATEWAY"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# Above either limit a request goes through UploadAnalysis in batches instead of one CreateAnalysis.
+INLINE_MAX_CONVERSATIONS = 5000
+INLINE_MAX_BYTES = 16 * 1024 * 1024
+UPLOAD_BATCH_BYTES = 4 * 1024 * 1024
+UPLOAD_BATCH_MAX = 1000
+RESULTS_PAGE_SIZE = 1000
+
+ROLES = {
+    "user": common_pb2.ROLE_USER,
+    "assistant": common_pb2.ROLE_ASSISTANT,
+    "system": common_pb2.ROLE_SYSTEM,
+    "tool": common_pb2.ROLE_TOOL,
+}
+EMBED_TEXT = {
+    "conversation": gateway_pb2.EMBED_TEXT_CONVERSATION,
+    "user": gateway_pb2.EMBED_TEXT_USER_MESSAGES,
+    "first": gateway_pb2.EMBED_TEXT_FIRST_USER_MESSAGE,
+    "summary": gateway_pb2.EMBED_TEXT_REQUEST_SUMMARY,
+}
+TERMINAL_STATES = frozenset(
+    {
+        gateway_pb2.ANALYSIS_STATE_SUCCEEDED,
+        gateway_pb2.ANALYSIS_STATE_FAILED,
+        gateway_pb2.ANALYSIS_STATE_CANCELLED,
+    }
+)
+# Watch stream failures after which polling GetAnalysis is worth trying.
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+def state_name(state: int) -> str:
+    return gateway_pb2.AnalysisState.Name(state).removeprefix("ANALYSIS_STATE_")
+
+
+def stage_name(stage: int) -> str:
+    return gateway_pb2.Stage.Name(stage).removeprefix("STAGE_")
+
+
+def analysis_id(value: str) -> str:
+    """Accepts ``abc`` or ``analyses/abc``."""
+    return value.strip().removeprefix("analyses/")
+
+
+# --------------------------------------------------------------------------------------------------
+# Conversion
+
+
+def to_proto(record: ConversationRecord) -> common_pb2.Conversation:
+    return common_pb2.Conversation(
+        id=record.id,
+        user_id=record.user_id,
+        messages=[common_pb2.Message(role=ROLES[m.role], content=m.content) for m in record.messages],
+        metadata=record.metadata,
+    )
+
+
+def build_options(
+    *,
+    k: int = 0,
+    depth: int = 0,
+    min_cluster_size: int = 0,
+    min_users: int = 0,
+    seed: int = 0,
+    embed_text: str | None = None,
+    facets: Sequence[str] = (),
+    display_name: str = "",
+) -> gateway_pb2.AnalysisOptions:
+    return gateway_pb2.AnalysisOptions(
+        facets=list(facets),
+        k=k,
+        hierarchy_depth=depth,
+        min_cluster_size=min_cluster_size,
+        min_distinct_users=min_users,
+        seed=seed,
+        embed_text=EMBED_TEXT[embed_text] if embed_text else gateway_pb2.EMBED_TEXT_UNSPECIFIED,
+        display_name=display_name,
+    )
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """Protobuf → JSON-ready dict with field names as in the .proto and every field present."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass
+class CliError(Exception):
+    """A failure to report as one line, exiting non-zero."""
+
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_rpc_error(error: grpc.RpcError, records: Sequence[ConversationRecord] | None = None) -> str:
+    """``INVALID_ARGUMENT: message [conversations[2].messages (line 5): must not be empty; ...]``."""
+    code = error.code() if isinstance(error, grpc.Call) else None
+    details = error.details() if isinstance(error, grpc.Call) else str(error)
+    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    return format_status(code.name if code else "UNKNOWN", details or "", status, records)
+
+
+def format_status(
+    code_name: str,
+    message: str,
+    status: status_pb2.Status | None = None,
+    records: Sequence[ConversationRecord] | None = None,
+) -> str:
+    parts = [f"{code_name}: {message}" if message else code_name]
+    extras: list[str] = []
+    for detail in status.details if status is not None else ():
+        bad_request = error_details_pb2.BadRequest()
+        retry = error_details_pb2.RetryInfo()
+        info = error_details_pb2.ErrorInfo()
+        resource = error_details_pb2.ResourceInfo()
+        if detail.Unpack(bad_request):
+            violations = [
+                f"{_with_line(v.field, records)}: {v.description}" for v in bad_request.field_violations
+            ]
+            if violations:
+                extras.append("field violations: " + "; ".join(violations))
+        elif detail.Unpack(retry):
+            delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+            extras.append(f"retry after {delay:g}s")
+        elif detail.Unpack(info):
+            extras.append(f"reason {info.reason}" + (f" ({info.domain})" if info.domain else ""))
+        elif detail.Unpack(resource):
+            extras.append(f"{resource.resource_type} {resource.resource_name}".strip())
+    if code_name == "UNAVAILABLE":
+        extras.append("is the gateway running? start the suite with `briefxai up`")
+    if extras:
+        parts.append("[" + " | ".join(extras) + "]")
+    return " ".join(parts).replace("\n", " ")
+
+
+_INDEX = re.compile(r"^conversations\[(\d+)\]")
+
+
+def _with_line(field_path: str, records: Sequence[ConversationRecord] | None) -> str:
+    """Adds the input line and id to ``conversations[i]...`` paths, when the records are known."""
+    match = _INDEX.match(field_path)
+    if not match or records is None:
+        return field_path
+    index = int(match.group(1))
+    if index >= len(records):
+        return field_path
+    record = records[index]
+    return f"{field_path} (line {record.line}, id {record.id!r})"
+
+
+# --------------------------------------------------------------------------------------------------
+# The client
+
+
+class GatewayClient:
+    def __init__(self, address: str, timeout: float = 60.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self.stub = gateway_pb2_grpc.AnalysisServiceStub(self.channel)
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    # -- creating -----------------------------------------------------------------------------------
+
+    def create(
+        self,
+        records: Sequence[ConversationRecord],
+        options: gateway_pb2.AnalysisOptions,
+        *,
+        request_id: str | None = None,
+        stream: bool | None = None,
+    ) -> gateway_pb2.Analysis:
+        """Starts an analysis; ``stream=None`` streams when the input is too large for one message."""
+        request_id = request_id or str(uuid.uuid4())
+        conversations = [to_proto(record) for record in records]
+        if stream is None:
+            size = sum(c.ByteSize() for c in conversations)
+            stream = len(conversations) > INLINE_MAX_CONVERSATIONS or size > INLINE_MAX_BYTES
+        if stream:
+            response = self.stub.UploadAnalysis(
+                _upload_requests(conversations, options, request_id), timeout=max(self.timeout, 600.0)
+            )
+            return response.analysis
+        request = gateway_pb2.CreateAnalysisRequest(
+            conversations=conversations, options=options, request_id=request_id
+        )
+        return self.stub.CreateAnalysis(request, timeout=max(self.timeout, 300.0)).analysis
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def get(self, id: str) -> gateway_pb2.Analysis:
+        request = gateway_pb2.GetAnalysisRequest(id=analysis_id(id))
+        return self.stub.GetAnalysis(request, timeout=self.timeout).analysis
+
+    def list(self, page_size: int = 100, limit: int | None = None) -> Iterator[gateway_pb2.Analysis]:
+        token = ""
+        count = 0
+        while True:
+            request = gateway_pb2.ListAnalysesRequest(page_size=page_size, page_token=token)
+            response = self.stub.ListAnalyses(request, timeout=self.timeout)
+            for analysis in response.analyses:
+                yield analysis
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+            token = response.next_page_token
+            if not token:
+                return
+
+    def watch(self, id: str) -> Iterator[gateway_pb2.WatchAnalysisResponse]:
+        yield from self.stub.WatchAnalysis(gateway_pb2.WatchAnalysisRequest(id=analysis_id(id)))
+
+    def cancel(self, id: str) -> gateway_pb2.Analysis:
+        request = gateway_pb2.CancelAnalysisRequest(id=analysis_id(id))
+        return self.stub.CancelAnalysis(request, timeout=self.timeout).analysis
+
+    def delete(self, id: str) -> None:
+        self.stub.DeleteAnalysis(gateway_pb2.DeleteAnalysisRequest(id=analysis_id(id)), timeout=self.timeout)
+
+    def results(self, id: str, page_size: int = RESULTS_PAGE_SIZE) -> gateway_pb2.GetAnalysisResultsResponse:
+        """Every page of the results merged into one response (clusters from the first page)."""
+        merged = gateway_pb2.GetAnalysisResultsResponse()
+        token = ""
+        first = True
+        seen_tokens: set[str] = set()
+        while True:
+            request = gateway_pb2.GetAnalysisResultsRequest(
+                id=analysis_id(id), page_size=page_size, page_token=token
+            )
+            page = self.stub.GetAnalysisResults(request, timeout=self.timeout)
+            if first:
+                merged.CopyFrom(page)
+                first = False
+            else:
+                merged.conversations.extend(page.conversations)
+                if page.clusters:
+                    raise CliError("GetAnalysisResults sent clusters again on a later page")
+            token = page.next_page_token
+            if not token:
+                break
+            if token in seen_tokens:
+                raise CliError(f"GetAnalysisResults repeated page token {token!r}")
+            seen_tokens.add(token)
+        merged.next_page_token = ""
+        return merged
+
+    # -- following ----------------------------------------------------------------------------------
+
+    def wait(
+        self,
+        id: str,
+        on_update: Callable[[gateway_pb2.WatchAnalysisResponse], None] | None = None,
+        poll_interval: float = 1.0,
+    ) -> gateway_pb2.Analysis:
+        """Follows the analysis until it is terminal; returns its final state."""
+        try:
+            for update in self.watch(id):
+                if on_update is not None:
+                    on_update(update)
+                if update.state in TERMINAL_STATES:
+                    break
+        except grpc.RpcError as error:
+            if not isinstance(error, grpc.Call) or error.code() not in RETRYABLE:
+                raise
+        while True:
+            analysis = self.get(id)
+            if on_update is not None:
+                on_update(watch_update(analysis))
+            if analysis.state in TERMINAL_STATES:
+                return analysis
+            time.sleep(poll_interval)
+
+
+def watch_update(analysis: gateway_pb2.Analysis) -> gateway_pb2.WatchAnalysisResponse:
+    """The progress of a GetAnalysis answer in WatchAnalysis form (used when polling)."""
+    return gateway_pb2.WatchAnalysisResponse(
+        id=analysis.id,
+        state=analysis.state,
+        stage=analysis.stage,
+        stages=analysis.stages,
+        eta_seconds=-1.0,
+        warnings=analysis.warnings,
+        error=analysis.error,
+    )
+
+
+def _upload_requests(
+    conversations: Sequence[common_pb2.Conversation], options: gateway_pb2.AnalysisOptions, request_id: str
+) -> Iterator[gateway_pb2.UploadAnalysisRequest]:
+    yield gateway_pb2.UploadAnalysisRequest(
+        header=gateway_pb2.UploadHeader(options=options, request_id=request_id)
+    )
+    batch: list[common_pb2.Conversation] = []
+    size = 0
+    for conversation in conversations:
+        item_size = conversation.ByteSize()
+        if batch and (size + item_size > UPLOAD_BATCH_BYTES or len(batch) >= UPLOAD_BATCH_MAX):
+            yield gateway_pb2.UploadAnalysisRequest(batch=gateway_pb2.ConversationBatch(conversations=batch))
+            batch, size = [], 0
+        batch.append(conversation)
+        size += item_size
+    if batch:
+        yield gateway_pb2.UploadAnalysisRequest(batch=gateway_pb2.ConversationBatch(conversations=batch))

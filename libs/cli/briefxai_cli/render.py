@@ -1,0 +1,236 @@
+"""Terminal output with rich: the progress bars, the cluster tree, tables of analyses and scores."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+
+from rich.console import Console, Group, RenderableType
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from briefxai.gateway.v1 import gateway_pb2
+from briefxai_cli.client import stage_name, state_name
+from briefxai_cli.evaluation import EvaluationReport, RunComparison
+
+STATE_STYLE = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "PENDING": "blue",
+}
+
+
+class ProgressView:
+    """One bar per pipeline stage, fed by WatchAnalysis updates."""
+
+    def __init__(self, console: Console, title: str = "") -> None:
+        self.console = console
+        self.title = title
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[int, TaskID] = {}
+        self.last_state = ""
+
+    def __enter__(self) -> ProgressView:
+        if self.title:
+            self.console.print(self.title)
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.progress.stop()
+
+    def update(self, update: gateway_pb2.WatchAnalysisResponse) -> None:
+        for stage in update.stages:
+            total = stage.total or None
+            task = self.tasks.get(stage.stage)
+            if task is None:
+                task = self.progress.add_task(stage_name(stage.stage).lower(), total=total, info="")
+                self.tasks[stage.stage] = task
+            info = ""
+            if stage.stage == update.stage and update.state == gateway_pb2.ANALYSIS_STATE_RUNNING:
+                info = _rate_eta(update.rate, update.eta_seconds)
+            self.progress.update(task, completed=stage.done, total=total, info=info)
+        state = state_name(update.state)
+        if state != self.last_state:
+            self.last_state = state
+            if update.state != gateway_pb2.ANALYSIS_STATE_RUNNING:
+                self.progress.console.print(f"analysis {update.id}: [{STATE_STYLE.get(state, '')}]{state}[/]")
+
+
+def _rate_eta(rate: float, eta: float) -> str:
+    parts = []
+    if rate > 0:
+        parts.append(f"{rate:,.1f}/s")
+    if eta >= 0:
+        parts.append(f"~{_duration(eta)} left")
+    return ", ".join(parts)
+
+
+def _duration(value: float) -> str:
+    seconds = round(value)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+
+
+def cluster_tree(results: gateway_pb2.GetAnalysisResultsResponse, title: str | None = None) -> Tree:
+    """Top-level clusters first, biggest first, down to the base clusters."""
+    clusters = {item.cluster.id: item.cluster for item in results.clusters}
+    children: dict[str, list[str]] = {}
+    roots: list[str] = []
+    for cluster in clusters.values():
+        if cluster.parent_id and cluster.parent_id in clusters:
+            children.setdefault(cluster.parent_id, []).append(cluster.id)
+        else:
+            roots.append(cluster.id)
+    reported = results.total_conversations - results.withheld_conversations
+    label = title or (
+        f"[bold]{results.total_conversations} conversations[/] · {reported} in clusters · "
+        f"{results.withheld_conversations} withheld · k={results.k}"
+        + (f" ({results.k_rule})" if results.k_rule else "")
+    )
+    tree = Tree(label)
+
+    def add(parent: Tree, cluster_id: str) -> None:
+        cluster = clusters[cluster_id]
+        text = Text(overflow="fold")
+        text.append(cluster.name or cluster.id, style="bold")
+        text.append(f"  {cluster.size} conv · {cluster.distinct_users} users", style="cyan")
+        text.append(f"  [{cluster.id}]", style="dim")
+        if cluster.keywords:
+            text.append("  " + ", ".join(cluster.keywords[:5]), style="dim italic")
+        node = parent.add(text)
+        for child in sorted(children.get(cluster_id, []), key=lambda c: (-clusters[c].size, c)):
+            add(node, child)
+
+    for root in sorted(roots, key=lambda c: (-clusters[c].size, c)):
+        add(tree, root)
+    return tree
+
+
+def analysis_summary(analysis: gateway_pb2.Analysis) -> RenderableType:
+    state = state_name(analysis.state)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("id", analysis.id)
+    table.add_row("state", f"[{STATE_STYLE.get(state, '')}]{state}[/]")
+    if analysis.options.display_name:
+        table.add_row("name", escape(analysis.options.display_name))
+    table.add_row("conversations", str(analysis.conversation_count))
+    if analysis.stage:
+        table.add_row("stage", stage_name(analysis.stage).lower())
+    for stage in analysis.stages:
+        total = str(stage.total) if stage.total else "?"
+        table.add_row(f"  {stage_name(stage.stage).lower()}", f"{stage.done}/{total}")
+    table.add_row("created", _timestamp(analysis.create_time.seconds))
+    table.add_row("updated", _timestamp(analysis.update_time.seconds))
+    if analysis.request_id:
+        table.add_row("request id", escape(analysis.request_id))
+    if analysis.error:
+        table.add_row("error", f"[red]{escape(analysis.error)}[/]")
+    for warning in analysis.warnings:
+        table.add_row("warning", f"[yellow]{escape(warning)}[/]")
+    return table
+
+
+def analyses_table(analyses: Iterable[gateway_pb2.Analysis]) -> Table:
+    table = Table(title="analyses (newest first)")
+    for column in ("id", "state", "conversations", "stage", "created", "name"):
+        table.add_column(column, justify="right" if column == "conversations" else "left")
+    for analysis in analyses:
+        state = state_name(analysis.state)
+        table.add_row(
+            analysis.id,
+            f"[{STATE_STYLE.get(state, '')}]{state}[/]",
+            str(analysis.conversation_count),
+            stage_name(analysis.stage).lower() if analysis.stage else "",
+            _timestamp(analysis.create_time.seconds),
+            escape(analysis.options.display_name),
+        )
+    return table
+
+
+def evaluation_table(
+    report: EvaluationReport, comparison: RunComparison | None, label_key: str
+) -> RenderableType:
+    table = Table(title=f"agreement with {label_key} per hierarchy level")
+    for column in ("level", "clusters", "labels", "scored", "AMI", "ARI", "homogeneity", "completeness"):
+        table.add_column(column, justify="right")
+    if comparison is not None:
+        table.add_column("same seed: ARI run1↔run2", justify="right")
+    for score in report.levels:
+        row = [
+            str(score.level),
+            str(score.clusters),
+            str(score.labels),
+            str(score.conversations),
+            _num(score.ami),
+            _num(score.ari),
+            _num(score.homogeneity),
+            _num(score.completeness),
+        ]
+        if comparison is not None:
+            ari = comparison.ari_by_level.get(score.level, math.nan)
+            same = comparison.identical_by_level.get(score.level, False)
+            row.append(f"{_num(ari)} {'✓' if same else '✗'}")
+        table.add_row(*row)
+    lines: list[RenderableType] = [
+        table,
+        Text(
+            f"{report.total} conversations: {report.scored} scored, {report.withheld} withheld by the privacy "
+            f"threshold (excluded), {report.unlabelled} without a label (excluded)"
+        ),
+    ]
+    if comparison is not None:
+        verdict = (
+            "[green]deterministic: the second run with the same seed gave the same partition at every level[/]"
+            if comparison.identical
+            else "[red]NOT deterministic: the second run with the same seed gave a different partition[/]"
+        )
+        if not comparison.same_withheld:
+            verdict += " [red](the withheld conversations differ)[/]"
+        lines.append(Text.from_markup(verdict))
+    return Group(*lines)
+
+
+def _num(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def _timestamp(seconds: int) -> str:
+    if not seconds:
+        return ""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def input_error_lines(errors: Sequence[object], limit: int, prefix: str = "input error") -> list[str]:
+    lines = [f"{prefix}: {error}" for error in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"{prefix}: ... and {len(errors) - limit} more")
+    return lines
