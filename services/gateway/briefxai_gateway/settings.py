@@ -60,6 +60,12 @@ class GatewaySettings(ServiceSettings):
 
     grpc_port: int = Field(50051, ge=0, le=65535)
     http_port: int = Field(9091, ge=0, le=65535)
+    max_message_mb: int = Field(
+        400,
+        ge=1,
+        le=2047,
+        description="Largest gRPC message; the one clustering call carries every vector (200k x 384 = 307 MB).",
+    )
 
     store_url: str = Field(
         "sqlite:///./briefxai-data/gateway.db",
