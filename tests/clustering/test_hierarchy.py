@@ -16,7 +16,8 @@ from briefxai_clustering.hierarchy import build_levels, cut_levels, level_counts
         (200, 2, 10, [45, 10]),
         (200, 3, 10, [74, 27, 10]),
         (22, 2, 10, [10]),  # two levels would shrink by less than 2 each
-        (15, 2, 10, [10]),  # one level is always added when the base is above the target
+        (15, 2, 10, [7]),  # one level is always added above the target, and it at least halves
+        (22, 1, 10, [10]),
         (10, 2, 10, []),
         (3, 2, 10, []),
         (100, 0, 10, []),

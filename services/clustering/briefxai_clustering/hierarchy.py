@@ -9,7 +9,8 @@
   and the top level exactly ``T``.
 - ``L`` is at most ``hierarchy_depth``, and a level must at least halve the count below it
   (``MIN_LEVEL_RATIO``): 200 base clusters with depth 2 and T 10 give 200 -> 45 -> 10; 22 base clusters
-  give 22 -> 10 (one level, since two levels would shrink by only 1.48 each). When the base level already
+  give 22 -> 10 (one level, since two levels would shrink by only 1.48 each), and 14 base clusters give
+  14 -> 7 rather than a top level of mostly single-child wrappers. When the base level already
   has at most T clusters there is no level above it: the base clusters are the top level.
 """
 
@@ -29,6 +30,8 @@ def level_counts(k0: int, depth: int, max_top: int) -> list[int]:
     """Cluster counts of the levels above a base level of ``k0`` clusters, lowest level first."""
     if depth <= 0 or k0 <= max_top:
         return []
+    # A level of single-child wrappers says nothing: the top level at least halves the base too.
+    max_top = min(max_top, max(2, k0 // 2))
     fit = math.floor(math.log(k0 / max_top) / math.log(MIN_LEVEL_RATIO) + 1e-9)
     levels = max(1, min(depth, fit))
     ratio = (k0 / max_top) ** (1.0 / levels)
