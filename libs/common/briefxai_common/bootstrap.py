@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from briefxai_common import metrics, tracing
-from briefxai_common.config import ServiceSettings
+from briefxai_common.config import ConfigError, ServiceSettings
 from briefxai_common.http import HttpSidePort
 from briefxai_common.interceptors import ErrorMappingInterceptor
 from briefxai_common.logging import configure_logging, get_logger
@@ -26,6 +27,7 @@ from briefxai_common.logging import configure_logging, get_logger
 log = get_logger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 @dataclass
@@ -175,3 +177,14 @@ async def _serve_until_signal(service: Service) -> None:
     if not waiting_done:
         await waiting
     await running.stop()
+
+
+def serve_main(name: str, settings_class: type[SettingsT], build: Callable[[SettingsT], Service]) -> int:
+    """What every ``python -m briefxai_<name>`` runs: load settings, build, serve; exit 2 on bad config."""
+    try:
+        service = build(settings_class.load())
+    except ConfigError as error:
+        print(f"briefxai-{name}: {error}", file=sys.stderr)
+        return 2
+    run_service(service)
+    return 0

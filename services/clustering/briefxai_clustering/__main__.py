@@ -6,18 +6,11 @@ import sys
 
 from briefxai_clustering.server import build_service
 from briefxai_clustering.settings import ClusteringSettings
-from briefxai_common.bootstrap import run_service
-from briefxai_common.config import ConfigError
+from briefxai_common.bootstrap import serve_main
 
 
 def main() -> int:
-    try:
-        service = build_service(ClusteringSettings.load())
-    except ConfigError as error:
-        print(f"briefxai-clustering: {error}", file=sys.stderr)
-        return 2
-    run_service(service)
-    return 0
+    return serve_main("clustering", ClusteringSettings, build_service)
 
 
 if __name__ == "__main__":

@@ -8,20 +8,13 @@ import sys
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub: never reach for a hub
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from briefxai_common.bootstrap import run_service
-from briefxai_common.config import ConfigError
+from briefxai_common.bootstrap import serve_main
 from briefxai_embedding.server import build_service
 from briefxai_embedding.settings import EmbeddingSettings
 
 
 def main() -> int:
-    try:
-        service = build_service(EmbeddingSettings.load())
-    except ConfigError as error:
-        print(f"briefxai-embedding: {error}", file=sys.stderr)
-        return 2
-    run_service(service)
-    return 0
+    return serve_main("embedding", EmbeddingSettings, build_service)
 
 
 if __name__ == "__main__":

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from briefxai_common.bootstrap import run_service
-from briefxai_common.config import ConfigError
+from briefxai_common.bootstrap import serve_main
 from briefxai_gateway.server import build_service
 from briefxai_gateway.settings import GatewaySettings
 
 
 def main() -> int:
-    try:
-        service = build_service(GatewaySettings.load())
-    except ConfigError as error:
-        print(f"briefxai-gateway: {error}", file=sys.stderr)
-        return 2
-    run_service(service)
-    return 0
+    return serve_main("gateway", GatewaySettings, build_service)
 
 
 if __name__ == "__main__":
