@@ -79,6 +79,10 @@ def test_create_backend_picks_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     onnx = create_backend(EmbeddingSettings.load(batch_size=8, torch_threads=1))
     assert isinstance(onnx, OnnxBackend)
     assert onnx.backend == "onnx"
+    assert onnx.memory_arena is False
+    arena = create_backend(EmbeddingSettings.load(onnx_memory_arena=True))
+    assert isinstance(arena, OnnxBackend)
+    assert arena.memory_arena is True
     local = create_backend(EmbeddingSettings.load(backend="local", batch_size=8, torch_threads=1))
     assert isinstance(local, SentenceTransformersBackend)
     assert (local.batch_size, local.torch_threads) == (8, 1)

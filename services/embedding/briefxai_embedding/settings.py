@@ -58,6 +58,10 @@ class EmbeddingSettings(ServiceSettings):
         ),
     )
     onnx_precision: Literal["int8", "fp32"] = Field(default="int8", description="Weights of the ONNX model.")
+    onnx_memory_arena: bool = Field(
+        default=False,
+        description="Keep ONNX Runtime's CPU memory arena: ~10% faster, ~2.5x the resident memory.",
+    )
     onnx_model_dir: Path | None = Field(
         default=None,
         description="ONNX export directory; None = ~/.cache/briefxai/onnx/all-MiniLM-L6-v2-<precision>.",

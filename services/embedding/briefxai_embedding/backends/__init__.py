@@ -30,6 +30,7 @@ def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
             precision=settings.onnx_precision,
             batch_size=settings.batch_size,
             intra_op_threads=settings.resolved_torch_threads(),
+            memory_arena=settings.onnx_memory_arena,
         )
     if settings.backend == "openai":
         from briefxai_embedding.backends.openai import OpenAIBackend, resolve_api_key

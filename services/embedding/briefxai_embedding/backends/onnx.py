@@ -105,6 +105,7 @@ class OnnxBackend:
         intra_op_threads: int = 0,
         export_if_missing: bool = True,
         spin_threads: bool = False,
+        memory_arena: bool = False,
         model_name: str = MODEL_NAME,
     ) -> None:
         """``model_dir`` None: the cache directory for ``precision``; ``intra_op_threads`` 0: all CPUs.
@@ -126,6 +127,7 @@ class OnnxBackend:
         self.intra_op_threads = intra_op_threads or available_cpus()
         self.export_if_missing = export_if_missing
         self.spin_threads = spin_threads
+        self.memory_arena = memory_arena
         self.dim = 0
         self.max_tokens = 0
         self._session: onnxruntime.InferenceSession | None = None
@@ -173,6 +175,9 @@ class OnnxBackend:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = 1
+        # The arena keeps the activation buffers of the largest batch for good: ~750 MiB after long
+        # conversation texts against ~280 MiB without it, for ~10% of throughput.
+        options.enable_cpu_mem_arena = self.memory_arena
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin_threads else "0")
         session = ort.InferenceSession(
             str(self.model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"]
