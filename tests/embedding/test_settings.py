@@ -34,7 +34,7 @@ def test_defaults() -> None:
     assert (settings.max_texts_per_request, settings.max_chars_per_text, settings.batch_size) == (
         2048,
         20000,
-        64,
+        16,
     )
     assert settings.torch_threads == 0
     assert settings.resolved_torch_threads() == len(os.sched_getaffinity(0))
@@ -79,10 +79,10 @@ def test_create_backend_picks_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     onnx = create_backend(EmbeddingSettings.load(batch_size=8, torch_threads=1))
     assert isinstance(onnx, OnnxBackend)
     assert onnx.backend == "onnx"
-    assert onnx.memory_arena is False
-    arena = create_backend(EmbeddingSettings.load(onnx_memory_arena=True))
-    assert isinstance(arena, OnnxBackend)
-    assert arena.memory_arena is True
+    assert onnx.memory_arena is True
+    no_arena = create_backend(EmbeddingSettings.load(onnx_memory_arena=False))
+    assert isinstance(no_arena, OnnxBackend)
+    assert no_arena.memory_arena is False
     local = create_backend(EmbeddingSettings.load(backend="local", batch_size=8, torch_threads=1))
     assert isinstance(local, SentenceTransformersBackend)
     assert (local.batch_size, local.torch_threads) == (8, 1)

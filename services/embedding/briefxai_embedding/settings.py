@@ -59,15 +59,24 @@ class EmbeddingSettings(ServiceSettings):
     )
     onnx_precision: Literal["int8", "fp32"] = Field(default="int8", description="Weights of the ONNX model.")
     onnx_memory_arena: bool = Field(
-        default=False,
-        description="Keep ONNX Runtime's CPU memory arena: ~10% faster, ~2.5x the resident memory.",
+        default=True,
+        description=(
+            "Keep ONNX Runtime's CPU memory arena: ~25% faster; it holds the buffers of the largest "
+            "batch, ~300 MiB resident at batch_size 16 and ~750 MiB at 64 on long texts."
+        ),
     )
     onnx_model_dir: Path | None = Field(
         default=None,
         description="ONNX export directory; None = ~/.cache/briefxai/onnx/all-MiniLM-L6-v2-<precision>.",
     )
     batch_size: int = Field(
-        default=64, ge=1, le=4096, description="Texts per forward pass of the local model."
+        default=16,
+        ge=1,
+        le=4096,
+        description=(
+            "Texts per forward pass of the local model. 16 is as fast as 64 on CPU and keeps the "
+            "activation buffers (and so the resident memory) of long conversation texts small."
+        ),
     )
     torch_threads: int = Field(
         default=0, ge=0, description="Intra-op threads for torch; 0 = the CPUs this process may use."
