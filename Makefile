@@ -54,7 +54,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common libs/cli services tests
+	$(BIN)/mypy libs/common libs/cli services tests benchmarks
 
 bench: install
 	$(BIN)/python -m benchmarks.run --full

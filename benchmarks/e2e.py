@@ -1,0 +1,239 @@
+"""Sections 4-6: end-to-end analyses through the gateway, all four services as real processes.
+
+The CLI's supervisor starts the suite on free ports with the embedded defaults (ONNX int8 embeddings,
+heuristic facets, SQLite store in a temporary folder); the CLI's client sends sample conversations,
+either streamed (``UploadAnalysis``, batches of up to 1,000) or inline (one ``CreateAnalysis``), and
+follows ``WatchAnalysis`` to the end. A run's time is from the first byte sent to SUCCEEDED; the
+results are then read back (every page) and the analysis deleted. During each run the RSS of every
+service (and its children) is sampled every 0.5 s and its CPU seconds counted; each streamed run is
+profiled with py-spy when it is installed (10 Hz, non-blocking). Stage timings come from the watch stream
+(when each stage finished) and from the gateway's ``briefxai_stage_seconds`` metric.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.common import (
+    ProcessSampler,
+    PySpyProfile,
+    conversation_records,
+    running_services,
+    service_pids,
+)
+from benchmarks.common import channel as open_channel
+from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
+from briefxai.gateway.v1 import gateway_pb2
+from briefxai_cli.client import GatewayClient, build_options, stage_name, state_name
+from briefxai_cli.inputs import ConversationRecord
+from briefxai_cli.supervisor import SERVICES, Suite
+
+SEED = 11
+
+
+def scrape_stage_metrics(port: int) -> dict[str, dict[str, float]]:
+    """The gateway's ``briefxai_stage_seconds`` sums/counts and processed counters, by stage."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, dict[str, float]] = {"seconds": {}, "units": {}, "conversations": {}}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            stage = sample.labels.get("stage")
+            if stage is None:
+                continue
+            if sample.name == "briefxai_stage_seconds_sum":
+                found["seconds"][stage] = sample.value
+            elif sample.name == "briefxai_stage_seconds_count":
+                found["units"][stage] = sample.value
+            elif sample.name == "briefxai_conversations_processed_total":
+                found["conversations"][stage] = sample.value
+    return found
+
+
+def _delta(after: dict[str, dict[str, float]], before: dict[str, dict[str, float]]) -> dict[str, Any]:
+    return {
+        kind: {stage: round(value - before[kind].get(stage, 0.0), 2) for stage, value in values.items()}
+        for kind, values in after.items()
+    }
+
+
+class Timeline:
+    """When each stage was first seen current and when it finished, from the watch stream."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.entered: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self.updates = 0
+
+    def __call__(self, update: gateway_pb2.WatchAnalysisResponse) -> None:
+        now = round(time.perf_counter() - self.started, 2)
+        self.updates += 1
+        self.entered.setdefault(stage_name(update.stage), now)
+        for progress in update.stages:
+            if progress.total and progress.done >= progress.total:
+                self.finished.setdefault(stage_name(progress.stage), now)
+
+    def summary(self) -> dict[str, Any]:
+        return {"stage_entered_at": self.entered, "stage_finished_at": self.finished, "updates": self.updates}
+
+
+def one_analysis(
+    client: GatewayClient,
+    records: Sequence[ConversationRecord],
+    *,
+    stream: bool,
+    label: str,
+) -> dict[str, Any]:
+    """Creates one analysis, follows it to the end; returns its timings (raises if it did not succeed)."""
+    began = time.perf_counter()
+    timeline = Timeline(began)
+    analysis = client.create(records, build_options(seed=1, display_name=label), stream=stream)
+    created = time.perf_counter() - began
+    final = client.wait(analysis.id, on_update=timeline)
+    seconds = time.perf_counter() - began
+    if final.state != gateway_pb2.ANALYSIS_STATE_SUCCEEDED:
+        raise RuntimeError(f"analysis {label} ended {state_name(final.state)}: {final.error}")
+    return {
+        "id": analysis.id,
+        "conversations": len(records),
+        "upload": "UploadAnalysis (stream)" if stream else "CreateAnalysis (inline)",
+        "create_seconds": round(created, 2),
+        "seconds": round(seconds, 2),
+        "conversations_per_second": round(len(records) / seconds, 1),
+        "warnings": list(final.warnings),
+        **timeline.summary(),
+    }
+
+
+def measured_run(
+    suite: Suite,
+    client: GatewayClient,
+    records: Sequence[ConversationRecord],
+    *,
+    stream: bool,
+    py_spy: str | None = None,
+) -> dict[str, Any]:
+    """One analysis with RSS/CPU sampling (and py-spy when given), results read back, then deleted."""
+    label = f"bench-{len(records)}-{'stream' if stream else 'inline'}"
+    http_port = suite.plan.service("gateway").http_port
+    before = scrape_stage_metrics(http_port)
+    profile = PySpyProfile(py_spy, service_pids(suite)) if py_spy else None
+    if profile is not None:
+        profile.start()
+    with ProcessSampler(service_pids(suite)) as sampler:
+        row = one_analysis(client, records, stream=stream, label=label)
+    if profile is not None:
+        row["py_spy"] = profile.stop()
+    row["gateway_stage_metrics"] = _delta(scrape_stage_metrics(http_port), before)
+    row["processes"] = sampler.summary()
+    began = time.perf_counter()
+    results = client.results(row["id"])
+    row["results_read_seconds"] = round(time.perf_counter() - began, 2)
+    row["results"] = {
+        "clusters": len(results.clusters),
+        "k": results.k,
+        "k_rule": results.k_rule,
+        "withheld_conversations": results.withheld_conversations,
+        "conversations_returned": len(results.conversations),
+    }
+    if len(results.conversations) != len(records):
+        raise RuntimeError(f"{label}: {len(results.conversations)} results for {len(records)} conversations")
+    client.delete(row["id"])
+    print(
+        f"  e2e {label}: {row['seconds']} s, {row['conversations_per_second']} conv/s, "
+        f"peak RSS {row['processes']['peak_rss_total_mib']} MiB",
+        file=sys.stderr,
+        flush=True,
+    )
+    return row
+
+
+def concurrent_analyses(
+    suite: Suite, client: GatewayClient, count: int, size: int, seed: int = SEED
+) -> dict[str, Any]:
+    """``count`` analyses of ``size`` conversations each, created at once (different conversations)."""
+    batches = [conversation_records(size, seed + 1 + i) for i in range(count)]
+    with ProcessSampler(service_pids(suite)) as sampler, ThreadPoolExecutor(max_workers=count) as pool:
+        began = time.perf_counter()
+        futures = [
+            pool.submit(one_analysis, client, batch, stream=True, label=f"bench-concurrent-{i}")
+            for i, batch in enumerate(batches)
+        ]
+        rows = [future.result() for future in futures]
+        seconds = time.perf_counter() - began
+    for row in rows:
+        client.delete(row["id"])
+    total = count * size
+    print(f"  e2e {count} x {size} at once: {seconds:.1f} s, {total / seconds:.1f} conv/s", file=sys.stderr)
+    return {
+        "analyses": count,
+        "conversations_each": size,
+        "seconds": round(seconds, 2),
+        "conversations_per_second": round(total / seconds, 1),
+        "per_analysis_seconds": [row["seconds"] for row in rows],
+        "processes": sampler.summary(),
+    }
+
+
+def embedding_model(suite: Suite) -> str:
+    """What the running embedding service says it is, e.g. ``onnx / all-MiniLM-L6-v2 (int8)``."""
+    from briefxai_embedding.settings import EmbeddingSettings
+
+    with open_channel(suite.plan.service("embedding").address) as ch:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+        info = stub.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=30)
+    settings = EmbeddingSettings.load()
+    precision = f" ({settings.onnx_precision})" if info.backend == "onnx" else ""
+    return f"{info.backend} / {info.model}{precision}, dim {info.dim}, max {info.max_tokens} tokens"
+
+
+def run(
+    sizes: Sequence[int],
+    *,
+    inline_max: int,
+    concurrent: tuple[int, int],
+    budget_minutes: float,
+    py_spy: str | None,
+) -> dict[str, Any]:
+    """Every size in ascending order, streamed; inline too up to ``inline_max``; then the concurrent
+    analyses. A size whose streamed run would take longer than ``budget_minutes`` (extrapolated
+    linearly from the previous size) is skipped, with the reason recorded."""
+    sizes = sorted(sizes)
+    report: dict[str, Any] = {"sizes_requested": list(sizes), "runs": [], "skipped": []}
+    began = time.perf_counter()
+    with running_services(SERVICES) as suite:
+        report["suite_ready_seconds"] = round(time.perf_counter() - began, 1)
+        report["embedding_model"] = embedding_model(suite)
+        with GatewayClient(suite.gateway_address, timeout=600.0) as client:
+            print("  e2e warm-up analysis (100 conversations) ...", file=sys.stderr, flush=True)
+            one_analysis(client, conversation_records(100, SEED + 100), stream=True, label="bench-warm-up")
+            rate: float | None = None
+            for n in sizes:
+                if rate is not None and n / rate > budget_minutes * 60:
+                    reason = (
+                        f"estimated {n / rate / 60:.0f} min at the {rate:.0f} conv/s measured at the previous "
+                        f"size, over the {budget_minutes:g} min budget"
+                    )
+                    report["skipped"].append({"conversations": n, "reason": reason})
+                    print(f"  e2e {n}: skipped ({reason})", file=sys.stderr)
+                    continue
+                records = conversation_records(n, SEED)
+                streamed = measured_run(suite, client, records, stream=True, py_spy=py_spy)
+                report["runs"].append(streamed)
+                rate = float(streamed["conversations_per_second"])
+                if n <= inline_max:
+                    report["runs"].append(measured_run(suite, client, records, stream=False))
+                del records
+            count, size = concurrent
+            if count > 0:
+                report["concurrent"] = concurrent_analyses(suite, client, count, size)
+    report["sizes_run"] = sorted({row["conversations"] for row in report["runs"]})
+    return report

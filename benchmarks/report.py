@@ -1,0 +1,654 @@
+"""Targets and the Markdown report, computed from the results dict alone (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
+from typing import Any
+
+E2E_TARGET_RATE = 250.0  # conversations/s at 100k
+E2E_VS_EMBEDDING = 80.0  # % of the embedding backend's in-process throughput
+LLM_BOUND_PERCENT = 90.0
+RSS_LIMIT_MIB = 1536.0  # 1.5 GiB, all services together
+CLUSTERING_100K_SECONDS = 30.0
+SCALING_LIMIT = 11.0
+MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
+
+Row = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------------
+# Lookups
+
+
+def streamed_runs(results: Row) -> list[Row]:
+    runs = results.get("e2e", {}).get("runs", [])
+    return sorted((r for r in runs if "stream" in r["upload"]), key=lambda r: r["conversations"])
+
+
+def streamed_at(results: Row, n: int) -> Row | None:
+    return next((r for r in streamed_runs(results) if r["conversations"] == n), None)
+
+
+def largest_streamed(results: Row) -> Row | None:
+    runs = streamed_runs(results)
+    return runs[-1] if runs else None
+
+
+def clustering_at(results: Row, n: int) -> Row | None:
+    return next((r for r in results.get("clustering", []) if r["n"] == n), None)
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def _size(n: int) -> str:
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+# --------------------------------------------------------------------------------------------------
+# Likely causes (one line each, from stage timings, CPU seconds and py-spy)
+
+
+def _cpu_shares(run: Row) -> str:
+    cpu: dict[str, float] = run.get("processes", {}).get("cpu_seconds", {})
+    total = sum(cpu.values())
+    if not total:
+        return ""
+    wall = float(run.get("seconds") or 0.0)
+    parts = ", ".join(
+        f"{name} {100 * value / total:.0f}%" for name, value in sorted(cpu.items(), key=lambda kv: -kv[1])
+    )
+    busy = f" ({total / wall:.2f} cores busy on average)" if wall else ""
+    return f"CPU-seconds by service: {parts}{busy}"
+
+
+def _phases(run: Row) -> str:
+    finished: dict[str, float] = run.get("stage_finished_at", {})
+    seconds = float(run.get("seconds") or 0.0)
+    created = float(run.get("create_seconds") or 0.0)
+    batch_end = max(finished.get("FACETS", 0.0), finished.get("EMBED", 0.0))
+    cluster_end = finished.get("CLUSTER")
+    if not seconds or not batch_end:
+        return ""
+    parts = [f"upload {created:.0f} s", f"facets+embed until {batch_end:.0f} s"]
+    if cluster_end is not None:
+        parts.append(f"clustering {cluster_end - batch_end:.0f} s")
+        parts.append(f"store/finish {seconds - cluster_end:.0f} s")
+    return f"of {seconds:.0f} s: " + ", ".join(parts)
+
+
+def _top_frame(run: Row) -> str:
+    profile: dict[str, Row] = run.get("py_spy") or {}
+    cpu: dict[str, float] = run.get("processes", {}).get("cpu_seconds", {})
+    if not profile or not cpu:
+        return ""
+    busiest = max(cpu, key=lambda name: cpu[name])
+    frames = profile.get(busiest, {}).get("top_leaf_frames") or []
+    if not frames:
+        return ""
+    shown = "; ".join(f"`{name}` {share}%" for name, share in frames[:2])
+    return f"py-spy, {busiest}: {shown}"
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _embedding_ceiling(results: Row) -> str:
+    conv = results.get("embedding", {}).get("conversation_texts")
+    if not conv:
+        return ""
+    rate = float(conv["in_process"]["texts_per_second_best"])
+    if rate >= E2E_TARGET_RATE:
+        return ""
+    return (
+        f"ceiling: {conv['backend']} alone embeds these conversation texts at {rate:,.1f}/s in-process "
+        f"on this machine, below {E2E_TARGET_RATE:g}"
+    )
+
+
+def _e2e_cause(run: Row | None) -> str:
+    if run is None:
+        return ""
+    return _join(_phases(run), _cpu_shares(run), _top_frame(run))
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets
+
+
+def target(name: str, goal: str, measured: str, status: str, cause: str = "") -> Row:
+    return {"target": name, "goal": goal, "measured": measured, "status": status, "cause": cause}
+
+
+def _status(ok: bool) -> str:
+    return MET if ok else NOT_MET
+
+
+def evaluate_targets(results: Row) -> list[Row]:
+    rows: list[Row] = []
+    largest = largest_streamed(results)
+
+    run = streamed_at(results, 100_000)
+    if run is not None:
+        rate = float(run["conversations_per_second"])
+        ok = rate >= E2E_TARGET_RATE
+        rows.append(
+            target(
+                "end-to-end at 100k",
+                f">= {E2E_TARGET_RATE:g} conv/s",
+                f"{rate:,.1f} conv/s",
+                _status(ok),
+                "" if ok else _join(_embedding_ceiling(results), _e2e_cause(run)),
+            )
+        )
+    else:
+        seen = (
+            f"100k not run; {largest['conversations_per_second']:,.1f} conv/s at {_size(largest['conversations'])}"
+            if largest
+            else "no end-to-end run"
+        )
+        cause = ""
+        if largest is not None and float(largest["conversations_per_second"]) < E2E_TARGET_RATE:
+            cause = f"already below at {_size(largest['conversations'])}: " + _join(
+                _embedding_ceiling(results), _e2e_cause(largest)
+            )
+        rows.append(target("end-to-end at 100k", f">= {E2E_TARGET_RATE:g} conv/s", seen, NOT_MEASURED, cause))
+
+    conv = results.get("embedding", {}).get("conversation_texts")
+    if largest is not None and conv:
+        reference = float(conv["in_process"]["texts_per_second_best"])
+        rate = float(largest["conversations_per_second"])
+        percent = 100.0 * rate / reference if reference else float("nan")
+        ok = percent >= E2E_VS_EMBEDDING
+        cause = ""
+        if not ok:
+            embed_alone = largest["conversations"] / reference if reference else float("nan")
+            pattern = conv["grpc"]["gateway_pattern"]["texts_per_second_best"]
+            cause = _join(
+                f"embedding alone needs {embed_alone:.0f} s of the {largest['seconds']:.0f} s run",
+                f"over gRPC in the gateway's pattern (256 texts a call, 2 in flight, each call length-sorted "
+                f"on its own) the same texts embed at {pattern:,.1f}/s ({100 * pattern / reference:.0f}%)",
+                _phases(largest),
+                _cpu_shares(largest),
+            )
+        rows.append(
+            target(
+                f"end-to-end vs embedding in-process ({_size(largest['conversations'])})",
+                f">= {E2E_VS_EMBEDDING:g}% of {conv['backend']} in-process",
+                f"{rate:,.1f} conv/s = {percent:.0f}% of {reference:,.1f} texts/s "
+                f"(same conversation texts, batch {conv['batch_size']})",
+                _status(ok),
+                cause,
+            )
+        )
+    else:
+        rows.append(
+            target("end-to-end vs embedding in-process", f">= {E2E_VS_EMBEDDING:g}%", "–", NOT_MEASURED)
+        )
+
+    for llm in results.get("facets", {}).get("llm", []):
+        percent = float(llm["percent_of_bound"])
+        ok = percent >= LLM_BOUND_PERCENT
+        cause = ""
+        if not ok:
+            cpu = llm.get("facets_service_cpu_seconds")
+            cores = f"{cpu / llm['seconds']:.2f} cores" if cpu is not None and llm["seconds"] else "?"
+            rate = float(llm["conversations_per_second"])
+            slot = llm["concurrency"] / rate if rate else float("nan")
+            cause = (
+                f"each of the {llm['concurrency']} slots took {1000 * slot:.0f} ms per conversation "
+                f"({1000 * (slot - llm['latency_seconds']):.0f} ms over the latency); "
+                f"at most {llm['max_requests_in_flight']} of {llm['concurrency']} requests were in flight; "
+                f"the facets service used {_num(cpu)} CPU-s in {llm['seconds']:.1f} s ({cores}), "
+                f"the fake server and client {_num(llm.get('bench_process_cpu_seconds'))} CPU-s"
+            )
+            if cpu is not None and llm["seconds"] and cpu / llm["seconds"] > 0.8:
+                cause += " - one event loop near a full core: CPU per request caps the rate"
+            frames = (llm.get("py_spy") or {}).get("facets", {}).get("top_leaf_frames") or []
+            if frames:
+                cause += "; py-spy, facets: " + "; ".join(f"`{name}` {share}%" for name, share in frames[:3])
+        rows.append(
+            target(
+                f"LLM-bound facets, concurrency {llm['concurrency']}",
+                f">= {LLM_BOUND_PERCENT:g}% of {llm['bound_per_second']:g}/s",
+                f"{llm['conversations_per_second']:,.1f} conv/s = {percent:.1f}%",
+                _status(ok),
+                cause,
+            )
+        )
+
+    if largest is not None:
+        peak = float(largest["processes"]["peak_rss_total_mib"])
+        ok = peak <= RSS_LIMIT_MIB
+        per = largest["processes"]["peak_rss_mib"]
+        split = ", ".join(
+            f"{name} {value:,.0f}" for name, value in sorted(per.items(), key=lambda kv: -kv[1])
+        )
+        rows.append(
+            target(
+                f"peak RSS of all services ({_size(largest['conversations'])} run)",
+                f"<= {RSS_LIMIT_MIB / 1024:g} GiB",
+                f"{peak:,.0f} MiB",
+                _status(ok),
+                "" if ok else _join(f"per service (MiB): {split}", _embedding_memory(results)),
+            )
+        )
+    else:
+        rows.append(target("peak RSS of all services", f"<= {RSS_LIMIT_MIB / 1024:g} GiB", "–", NOT_MEASURED))
+
+    clustering = clustering_at(results, 100_000)
+    if clustering is not None:
+        ok = clustering["seconds"] <= CLUSTERING_100K_SECONDS
+        stages = sorted(clustering["stage_seconds"].items(), key=lambda kv: -kv[1])
+        cause = "" if ok else "slowest stages: " + ", ".join(f"{s} {v:.1f} s" for s, v in stages[:3])
+        rows.append(
+            target(
+                "clustering 100k x 384 incl. hierarchy and map",
+                f"<= {CLUSTERING_100K_SECONDS:g} s",
+                f"{clustering['seconds']:.1f} s",
+                _status(ok),
+                cause,
+            )
+        )
+    else:
+        rows.append(
+            target("clustering 100k x 384", f"<= {CLUSTERING_100K_SECONDS:g} s", "100k not run", NOT_MEASURED)
+        )
+
+    rows.extend(_scaling_targets(results))
+    return rows
+
+
+def _embedding_memory(results: Row) -> str:
+    conv = results.get("embedding", {}).get("conversation_texts")
+    if not conv:
+        return ""
+    grpc = conv["grpc"]
+    return (
+        f"the embedding service alone goes from {grpc['service_rss_after_load_mib']:,.0f} MiB after load to "
+        f"{grpc['service_rss_end_mib']:,.0f} MiB after embedding conversation texts at batch "
+        f"{conv['batch_size']} (~{_num(conv['in_process'].get('tokens_per_text'), 0)} tokens each): "
+        "likely ONNX Runtime's CPU memory arena keeping the activation buffers of the largest batches"
+    )
+
+
+def _scaling_targets(results: Row) -> list[Row]:
+    rows: list[Row] = []
+    big, small = streamed_at(results, 100_000), streamed_at(results, 10_000)
+    goal = f"<= {SCALING_LIMIT:g}"
+    if big is not None and small is not None:
+        ratio = big["seconds"] / small["seconds"]
+        ok = ratio <= SCALING_LIMIT
+        cause = ""
+        if not ok:
+            cause = _join(f"10k: {_phases(small)}", f"100k: {_phases(big)}")
+        rows.append(target("end-to-end time(100k)/time(10k)", goal, f"{ratio:.1f}", _status(ok), cause))
+    else:
+        rows.append(target("end-to-end time(100k)/time(10k)", goal, "100k or 10k not run", NOT_MEASURED))
+    big_c, small_c = clustering_at(results, 100_000), clustering_at(results, 10_000)
+    if big_c is not None and small_c is not None:
+        ratio = big_c["seconds"] / small_c["seconds"]
+        ok = ratio <= SCALING_LIMIT
+        cause = ""
+        if not ok:
+            ratios = {
+                s: big_c["stage_seconds"][s] / v for s, v in small_c["stage_seconds"].items() if v >= 0.05
+            }
+            worst = sorted(ratios.items(), key=lambda kv: -kv[1])[:3]
+            cause = "stage ratios 100k/10k: " + ", ".join(f"{s} {r:.0f}x" for s, r in worst)
+        rows.append(target("clustering time(100k)/time(10k)", goal, f"{ratio:.1f}", _status(ok), cause))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines.extend("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)
+    return lines
+
+
+def render_markdown(results: Row) -> str:
+    machine = results.get("machine", {})
+    load = results.get("load_average", {})
+    out: list[str] = [
+        "# Benchmarks",
+        "",
+        f"Written by `{results.get('command', 'python -m benchmarks.run --full')}`; do not edit by hand "
+        "(the raw figures are in `benchmarks/results/latest.json`). Figures are from one run on a shared "
+        "machine: read them with the load average in mind.",
+        "",
+        "## Run",
+        "",
+    ]
+    out += _table(
+        ["", ""],
+        [
+            ["date (UTC)", results.get("started_at", "–")],
+            ["duration", f"{_num(results.get('duration_seconds', 0) / 60)} min"],
+            [
+                "machine",
+                f"{machine.get('cpu_model', '?')}, {machine.get('usable_cpus', '?')} cores, "
+                f"{machine.get('ram_gib', '?')} GiB RAM, {machine.get('os', '')}",
+            ],
+            ["python / git", f"{machine.get('python', '?')} / {machine.get('git', '?')}"],
+            [
+                "load average (1/5/15 min)",
+                f"start {load.get('start')}, end {load.get('end')}, "
+                f"highest 1-min seen {_num(load.get('max_1min'), 2)}",
+            ],
+            ["embedding backend (end to end)", results.get("e2e_embedding_backend", "–")],
+            ["sizes run", _sizes_run(results)],
+        ],
+    )
+    out += ["", "## Targets", ""]
+    targets = results.get("targets") or evaluate_targets(results)
+    out += _table(
+        ["target", "goal", "measured", "status", "likely cause (quick profile)"],
+        [[t["target"], t["goal"], t["measured"], f"**{t['status']}**", t["cause"] or ""] for t in targets],
+    )
+    not_run = results.get("not_run") or []
+    out += ["", "## Not run", ""]
+    out += [f"- {item}" for item in not_run] if not_run else ["Everything listed below was run."]
+    out += _embedding_section(results)
+    out += _facets_section(results)
+    out += _clustering_section(results)
+    out += _e2e_section(results)
+    out += _profile_section(results)
+    out += [
+        "",
+        "## Reproduce",
+        "",
+        "`make bench` (= `python -m benchmarks.run --full`); a shorter run: "
+        "`python -m benchmarks.run --full --sizes 1000,10000`; per-section sizes: `--e2e-sizes`, "
+        "`--clustering-sizes`. `make bench-smoke` runs every section at tiny sizes "
+        "(writes `benchmarks/results/smoke.json` only).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _sizes_run(results: Row) -> str:
+    e2e = results.get("e2e", {}).get("sizes_run", [])
+    clustering = [r["n"] for r in results.get("clustering", [])]
+    return (
+        f"end to end {', '.join(_size(n) for n in e2e) or '–'}; "
+        f"clustering {', '.join(_size(n) for n in clustering) or '–'}"
+    )
+
+
+def _embedding_section(results: Row) -> list[str]:
+    embedding = results.get("embedding")
+    if not embedding:
+        return []
+    out = [
+        "",
+        "## 1. Embedding throughput",
+        "",
+        f"{embedding['texts']} texts of {embedding['words_per_text']} words, {embedding['threads']} threads, "
+        f"best of {embedding['repeats']}. In-process: `benchmarks.embedding_backends` (fresh process). "
+        "gRPC: the same backend, batch size and threads behind the embedding service; *single call* = one "
+        "`EmbedTexts` with every text (overhead % = 1 - gRPC/in-process), *gateway pattern* = calls of 256 "
+        "texts, 2 in flight. In-process and gRPC runs alternate on a shared machine, so a negative "
+        "overhead only means the difference is below the run-to-run noise.",
+        "",
+    ]
+    rows = []
+    for run in embedding["runs"]:
+        grpc = run["grpc"]
+        rows.append(
+            [
+                run["backend"],
+                run["batch_size"],
+                _num(run["in_process"]["texts_per_second_best"]),
+                _num(grpc["single_call"]["texts_per_second_best"]),
+                f"{_num(run['grpc_overhead_percent'])}%",
+                _num(grpc["gateway_pattern"]["texts_per_second_best"]),
+                _num(run["in_process"].get("rss_after_load_mib")),
+                _num(grpc.get("service_rss_end_mib")),
+            ]
+        )
+    out += _table(
+        [
+            "backend",
+            "batch",
+            "in-process texts/s",
+            "gRPC single call texts/s",
+            "gRPC overhead",
+            "gRPC gateway pattern texts/s",
+            "RSS after load, in-process MiB",
+            "service RSS after the runs MiB",
+        ],
+        rows,
+    )
+    conv = embedding.get("conversation_texts")
+    if conv:
+        out += [
+            "",
+            f"On the texts the gateway embeds ({conv['texts']} sample conversations cut to the gateway's "
+            f"budget, mean {conv['mean_chars']:.0f} characters, {_num(conv['in_process'].get('tokens_per_text'))} "
+            f"tokens): {conv['backend']} batch {conv['batch_size']} in-process "
+            f"**{_num(conv['in_process']['texts_per_second_best'])} texts/s**, over gRPC "
+            f"{_num(conv['grpc']['single_call']['texts_per_second_best'])} (single call, overhead "
+            f"{_num(conv['grpc_overhead_percent'])}%) and "
+            f"{_num(conv['grpc']['gateway_pattern']['texts_per_second_best'])} (gateway pattern).",
+        ]
+    return out
+
+
+def _facets_section(results: Row) -> list[str]:
+    facets = results.get("facets")
+    if not facets:
+        return []
+    heuristic = facets["heuristic"]
+    out = [
+        "",
+        "## 2. Facets throughput",
+        "",
+        f"Over gRPC in calls of {facets['call_size']} conversations, {facets['calls_in_flight']} in flight "
+        f"(as the gateway sends them). Heuristic (default): **{_num(heuristic['conversations_per_second'])} "
+        f"conversations/s** on {heuristic['conversations']} conversations "
+        f"({_num(heuristic['service_cpu_seconds'])} CPU-s in the service).",
+        "",
+        "LLM-bound: providers `[openai, heuristic]` against the scripted OpenAI-compatible server "
+        "(`tests/support/fake_openai.py`) with a fixed latency per request; the bound is "
+        "concurrency / latency.",
+        "",
+    ]
+    out += _table(
+        [
+            "concurrency",
+            "latency",
+            "conversations",
+            "conv/s",
+            "bound",
+            "% of bound",
+            "max in flight",
+            "facets CPU-s",
+            "values by provider",
+        ],
+        [
+            [
+                llm["concurrency"],
+                f"{llm['latency_seconds'] * 1000:.0f} ms",
+                llm["conversations"],
+                _num(llm["conversations_per_second"]),
+                _num(llm["bound_per_second"]),
+                f"{_num(llm['percent_of_bound'])}%",
+                llm["max_requests_in_flight"],
+                _num(llm.get("facets_service_cpu_seconds")),
+                ", ".join(f"{k} {v}" for k, v in llm["values_by_provider"].items()),
+            ]
+            for llm in facets["llm"]
+        ],
+    )
+    for llm in facets["llm"]:
+        profile = (llm.get("py_spy") or {}).get("facets")
+        if profile:
+            leaf = "; ".join(f"`{f}` {s}%" for f, s in profile.get("top_leaf_frames", [])[:4])
+            own = "; ".join(f"`{f}` {s}%" for f, s in profile.get("top_own_frames", [])[:3])
+            out += [
+                "",
+                f"py-spy of the facets service at concurrency {llm['concurrency']} "
+                f"({profile.get('samples', 0)} samples): leaf frames {leaf}; our code {own}.",
+            ]
+    return out
+
+
+def _clustering_section(results: Row) -> list[str]:
+    rows = results.get("clustering")
+    if not rows:
+        return []
+    stages = list(rows[0]["stage_seconds"])
+    out = [
+        "",
+        "## 3. Clustering",
+        "",
+        "The clustering pipeline configured as the service is (its settings, "
+        f"{rows[0]['threads']} compute thread(s)), one fresh process per size, synthetic 384-d vectors "
+        "(60 planted topics), numba warmed up first. Wall seconds per stage.",
+        "",
+    ]
+    out += _table(
+        ["n", "total s", *stages, "CPU s", "k", "top", "base", "map", "ARI", "peak RSS MiB"],
+        [
+            [
+                _size(r["n"]),
+                _num(r["seconds"], 2),
+                *(_num(r["stage_seconds"][s], 2) for s in stages),
+                _num(r["cpu_seconds"], 2),
+                r["k"],
+                r["top_level_clusters"],
+                r["base_algorithm"],
+                r["map_algorithm"],
+                _num(r["ari_vs_planted"], 3),
+                _num(r["peak_rss_mib"]),
+            ]
+            for r in rows
+        ],
+    )
+    return out
+
+
+def _e2e_section(results: Row) -> list[str]:
+    e2e = results.get("e2e")
+    if not e2e:
+        return []
+    out = [
+        "",
+        "## 4. End to end through the gateway",
+        "",
+        "All four services as processes (the CLI's supervisor), embedded defaults, sample conversations "
+        "(`briefxai_cli.sampledata`); time from the first byte sent to SUCCEEDED. *stages done at*: seconds "
+        "from the start when facets / embed / clustering had finished (watch stream).",
+        "",
+    ]
+    rows = []
+    for run in e2e["runs"]:
+        finished = run.get("stage_finished_at", {})
+        rows.append(
+            [
+                _size(run["conversations"]),
+                run["upload"],
+                _num(run["seconds"]),
+                f"**{_num(run['conversations_per_second'])}**",
+                _num(run["create_seconds"]),
+                " / ".join(_num(finished.get(s)) for s in ("FACETS", "EMBED", "CLUSTER")),
+                _num(run.get("results_read_seconds")),
+                _num(run["processes"]["peak_rss_total_mib"]),
+            ]
+        )
+    out += _table(
+        [
+            "n",
+            "upload",
+            "seconds",
+            "conv/s",
+            "create s",
+            "stages done at (facets/embed/cluster) s",
+            "results read s",
+            "peak RSS MiB",
+        ],
+        rows,
+    )
+    concurrent = e2e.get("concurrent")
+    if concurrent:
+        out += [
+            "",
+            f"{concurrent['analyses']} analyses of {concurrent['conversations_each']:,} at once (streamed): "
+            f"{_num(concurrent['seconds'])} s, **{_num(concurrent['conversations_per_second'])} conv/s** in "
+            f"all; each took {', '.join(_num(s) for s in concurrent['per_analysis_seconds'])} s "
+            f"(the gateway runs {results.get('gateway_max_concurrent_analyses', 2)} at once, the rest queue); "
+            f"peak RSS {_num(concurrent['processes']['peak_rss_total_mib'])} MiB.",
+        ]
+    largest = largest_streamed(results)
+    if largest is not None:
+        processes = largest["processes"]
+        out += [
+            "",
+            f"## 5. Peak RSS and CPU per service (largest run: {_size(largest['conversations'])}, streamed)",
+            "",
+            f"psutil every {processes['interval_seconds']} s ({processes['samples']} samples), "
+            "each service with its child processes.",
+            "",
+        ]
+        out += _table(
+            ["service", "peak RSS MiB", "CPU seconds"],
+            [
+                [name, _num(value), _num(processes["cpu_seconds"].get(name))]
+                for name, value in processes["peak_rss_mib"].items()
+            ]
+            + [["**all (peak of the sum)**", f"**{_num(processes['peak_rss_total_mib'])}**", ""]],
+        )
+    out += ["", "## 6. Scaling", ""]
+    scaling = [t for t in evaluate_targets(results) if "time(100k)/time(10k)" in t["target"]]
+    out += [f"- {t['target']}: {t['measured']} ({t['status']})" for t in scaling]
+    runs = streamed_runs(results)
+    for small, big in pairwise(runs):
+        out.append(
+            f"- end-to-end time({_size(big['conversations'])})/time({_size(small['conversations'])}), "
+            f"for {big['conversations'] / small['conversations']:g}x the conversations: "
+            f"{big['seconds'] / small['seconds']:.1f} (not a target; for reference)"
+        )
+    return out
+
+
+def _profile_section(results: Row) -> list[str]:
+    largest = largest_streamed(results)
+    profile = (largest or {}).get("py_spy")
+    if not profile:
+        return [
+            "",
+            "## Profile",
+            "",
+            "py-spy was not available for this run; the likely causes above come from stage timings "
+            "and CPU seconds.",
+        ]
+    out = [
+        "",
+        f"## Profile (py-spy, {_size(largest['conversations'])} streamed run)",  # type: ignore[index]
+        "",
+        "`py-spy record --nonblocking --rate 10` on each service for the whole run; busiest frames by "
+        "share of the samples of active threads.",
+        "",
+    ]
+    rows = []
+    for name, summary in sorted(profile.items()):
+        leaf = "; ".join(f"`{f}` {s}%" for f, s in summary.get("top_leaf_frames", [])[:4])
+        own = "; ".join(f"`{f}` {s}%" for f, s in summary.get("top_own_frames", [])[:3])
+        rows.append([name, summary.get("samples", 0), leaf, own])
+    out += _table(["service", "samples", "top leaf frames", "top frames of our code"], rows)
+    return out
