@@ -5,12 +5,15 @@ for one JSON object; with ``response_format: json_schema`` the server is held to
 the facet definitions. The reply is validated against the definitions (type, range, choices, ISO 639-1
 code); valid values are kept, and a reply that is not JSON or has invalid values is retried for the
 facets still missing (``max_attempts`` tries in all, with jittered exponential backoff; ``Retry-After``
-is honoured). HTTP 429, 5xx, timeouts and connection errors are retried the same way; other 4xx are
-not. What is still missing after the last try is a failed value, which the chain hands to the next
-provider — an invalid value is never returned. Counts (``turns``, ``user_turns``, ``tokens``) are not
-asked of the LLM. Request summaries from the LLM also go through PII redaction.
+is honoured). HTTP 408, 409, 429, 5xx, timeouts, connection errors and response bodies that are not JSON
+(or have no ``choices``) are retried the same way; other 4xx are not. What is still missing after the last
+try is a failed value, which the chain hands to the next provider — an invalid value is never returned.
+Counts (``turns``, ``user_turns``, ``tokens``) are not asked of the LLM. Request summaries from the LLM
+also go through PII redaction.
 
-At most ``concurrency`` requests are in flight at once (per provider); a batch runs concurrently.
+At most ``concurrency`` requests are in flight at once (per provider); a batch runs concurrently. HTTP
+goes through :class:`~briefxai_facets.chat_client.ChatClient` (``aiohttp``, one keep-alive session per
+provider), each request limited to ``timeout_seconds``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import openai
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -34,6 +36,7 @@ from tenacity import (
 
 from briefxai_common.logging import get_logger
 
+from .chat_client import ChatClient, LLMConnectionError, LLMResponseError, LLMStatusError
 from .definitions import COUNT_FACETS, Conversation, FacetDefinition, FacetType, FacetValue, Job
 from .language import ISO_639_1
 from .pii import redact
@@ -194,39 +197,41 @@ def validate_value(
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(
-        exc, MalformedReply | TimeoutError | openai.APIConnectionError | openai.APIResponseValidationError
-    ):
-        return True  # APITimeoutError is an APIConnectionError
-    if isinstance(exc, json.JSONDecodeError):
-        return True  # the HTTP body itself was not JSON (a garbled or truncated response)
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    if isinstance(exc, MalformedReply | TimeoutError | LLMConnectionError | LLMResponseError):
+        return True
+    if isinstance(exc, LLMStatusError):
+        return exc.status in (408, 409, 429) or exc.status >= 500
     return False
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
-    if not isinstance(exc, openai.APIStatusError):
-        return None
-    header = exc.response.headers.get("retry-after")
-    if header is None:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        return None
+    return exc.retry_after if isinstance(exc, LLMStatusError) else None
 
 
 def _describe_error(exc: BaseException) -> str:
-    if isinstance(exc, openai.APIStatusError):
-        return f"HTTP {exc.status_code} from the LLM server"
-    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+    if isinstance(exc, LLMStatusError):
+        return f"HTTP {exc.status} from the LLM server"
+    if isinstance(exc, TimeoutError):
         return "the LLM request timed out"
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, LLMConnectionError):
         return f"cannot reach the LLM server ({exc})"
-    if isinstance(exc, json.JSONDecodeError):
+    if isinstance(exc, LLMResponseError):
         return "the LLM server sent a response body that is not JSON"
     return f"{type(exc).__name__}: {exc}"
+
+
+def reply_content(response: Any) -> str | None:
+    """``choices[0].message.content`` of a chat completion; raises ValueError when it has none."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("the reply has no choices")
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        raise ValueError("the reply has no message")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise ValueError(f"the reply content is JSON {type(content).__name__}, not a string")
+    return content
 
 
 class OpenAIProvider:
@@ -238,7 +243,7 @@ class OpenAIProvider:
         self.settings = settings
         self.summary_max_chars = summary_max_chars
         self.phone_region = phone_region
-        self._client: openai.AsyncOpenAI | None = None
+        self._client: ChatClient | None = None
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         self._backoff = wait_random_exponential(
             multiplier=settings.backoff_initial_seconds, max=settings.backoff_max_seconds
@@ -262,17 +267,22 @@ class OpenAIProvider:
                 base_url=self.settings.base_url,
                 model=self.name,
             )
-        self._client = openai.AsyncOpenAI(
-            base_url=self.settings.base_url,
-            api_key=api_key or "unset",  # local servers (Ollama, vLLM, llama.cpp) ignore the key
-            timeout=self.settings.timeout_seconds,
-            max_retries=0,  # retries are ours (tenacity), so that bad JSON and HTTP faults share one budget
+        # no key: no Authorization header (local servers such as Ollama, vLLM, llama.cpp need none);
+        # retries are ours (tenacity), so that bad JSON and HTTP faults share one budget.
+        # ChatClient.start does not suspend, so concurrent first calls cannot open two sessions.
+        client = ChatClient(
+            self.settings.base_url,
+            api_key,
+            timeout_seconds=self.settings.timeout_seconds,
+            max_connections=self.settings.concurrency,
         )
+        await client.start()
+        self._client = client
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     async def extract(self, jobs: Sequence[Job]) -> list[dict[str, FacetValue]]:
         if self._client is None:
@@ -286,31 +296,34 @@ class OpenAIProvider:
             return min(retry_after, self.settings.backoff_max_seconds)
         return float(self._backoff(state))
 
-    def _response_format(self, facets: Sequence[FacetDefinition]) -> Any:
+    def request_body(self, conversation: Conversation, facets: Sequence[FacetDefinition]) -> dict[str, Any]:
+        """The chat completions request JSON for ``facets`` of ``conversation``."""
+        body: dict[str, Any] = {
+            "model": self.settings.model,
+            "messages": build_messages(conversation, facets, self.settings.max_chars),
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_output_tokens,
+        }
         if self.settings.response_format == "json_schema":
-            return {
+            body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "facets", "strict": True, "schema": reply_schema(facets)},
             }
-        if self.settings.response_format == "json_object":
-            return {"type": "json_object"}
-        return openai.omit
+        elif self.settings.response_format == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        return body
 
     async def _ask(self, conversation: Conversation, facets: Sequence[FacetDefinition]) -> str | None:
         client = self._client
         if client is None:
             raise RuntimeError("the OpenAI provider is closed")
-        async with self._semaphore, asyncio.timeout(self.settings.timeout_seconds):
-            completion = await client.chat.completions.create(
-                model=self.settings.model,
-                messages=build_messages(conversation, facets, self.settings.max_chars),
-                temperature=self.settings.temperature,
-                max_tokens=self.settings.max_output_tokens,
-                response_format=self._response_format(facets),
-            )
-        if not completion.choices:
-            raise MalformedReply({f.name: "the reply has no choices" for f in facets})
-        return completion.choices[0].message.content
+        body = self.request_body(conversation, facets)
+        async with self._semaphore:  # the client's own timeout starts once a slot is free
+            response = await client.complete(body)
+        try:
+            return reply_content(response)
+        except ValueError as exc:
+            raise MalformedReply({f.name: str(exc) for f in facets}) from exc
 
     async def _extract_one(self, job: Job) -> dict[str, FacetValue]:
         facets = [f for f in job.facets if self.supports(f)]

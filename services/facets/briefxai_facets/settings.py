@@ -23,7 +23,9 @@ class OpenAIProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(
-        default="https://api.openai.com/v1", description="API root, ending in /v1 for most servers."
+        default="https://api.openai.com/v1",
+        pattern=r"^https?://[^/?#\s]+",
+        description="API root (http:// or https://), ending in /v1 for most servers.",
     )
     model: str = Field(default="gpt-4o-mini", min_length=1, description="Chat model name.")
     api_key_env: str = Field(
