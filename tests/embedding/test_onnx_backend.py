@@ -235,6 +235,25 @@ async def test_loads_fp32_precision_choice_only_from_its_own_export(int8_export:
     await backend.close()
 
 
+async def test_arena_memory_is_returned_after_each_call(int8_export: ExportResult) -> None:
+    """A batch of 64 texts of 256 tokens needs a few hundred MiB of activations; the arena keeps them
+    only during the call, so the process grows by far less than that once the call is over."""
+    import psutil
+
+    process = psutil.Process()
+    backend = OnnxBackend(model_dir=int8_export.path, batch_size=64, intra_op_threads=2)
+    await backend.load()
+    try:
+        await backend.embed(["hello"])
+        loaded = process.memory_info().rss
+        result = await backend.embed([f"{i} {LONG_TEXT}" for i in range(64)])
+        assert all(result.truncated)
+        grown_mib = (process.memory_info().rss - loaded) / 2**20
+    finally:
+        await backend.close()
+    assert grown_mib < 120, f"the process kept {grown_mib:.0f} MiB after the call"
+
+
 def test_rejects_nonsense_construction() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         OnnxBackend(batch_size=0)
