@@ -231,11 +231,11 @@ async def test_openai_backend_service(fake_openai: FakeOpenAI, monkeypatch: pyte
             assert answer.model == "fake-embedder"
 
             fake_openai.script_embeddings(Behaviour.server_error(500))
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["alpha"]))
+            with pytest.raises(grpc.aio.AioRpcError) as caught:  # "alpha" would come from the cache
+                await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["gamma"]))
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "HTTP 500" in (caught.value.details() or "")
-            again = await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["alpha"]))
+            again = await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["gamma"]))
             assert again.vectors.count == 1
         finally:
             await running.stop(grace=0)

@@ -1,4 +1,4 @@
-"""The embedding service's domain: request limits, then the backend; no gRPC here.
+"""The embedding service's domain: request limits, then the micro-batcher and backend; no gRPC here.
 
 Empty strings are allowed and embedded like any other text (the local model sees only its [CLS]/[SEP]
 markers); an empty *request* is rejected.
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from briefxai_common.errors import InvalidArgument, ServiceError, Unavailable
 from briefxai_embedding import metrics
 from briefxai_embedding.backends import EmbeddingBackend, EmbedResult
+from briefxai_embedding.batching import BatchPolicy, MicroBatcher
+from briefxai_embedding.cache import EmbeddingCache
 
 MAX_REPORTED_VIOLATIONS = 10
 
@@ -62,20 +64,35 @@ def validate_texts(texts: Sequence[str], limits: Limits, where: str = "") -> Non
 
 
 class Embedder:
-    """Validates a batch against the limits and embeds it with the backend."""
+    """Validates a batch against the limits and embeds it through the micro-batcher and cache.
 
-    def __init__(self, backend: EmbeddingBackend, limits: Limits, *, owns_backend: bool = True) -> None:
+    Without ``policy`` the defaults of :class:`BatchPolicy` apply; without ``cache`` nothing is cached.
+    """
+
+    def __init__(
+        self,
+        backend: EmbeddingBackend,
+        limits: Limits,
+        *,
+        owns_backend: bool = True,
+        policy: BatchPolicy | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
         self.backend = backend
         self.limits = limits
         self.owns_backend = owns_backend  # False: the caller loads and closes a shared backend
+        self.batcher = MicroBatcher(backend, policy, cache)
         self.ready = False
 
     async def start(self) -> None:
         await self.backend.load()
+        self.batcher.start()
         self.ready = True
 
     async def stop(self) -> None:
+        """Fails callers still queued with Unavailable, then closes the backend if it is ours."""
         self.ready = False
+        await self.batcher.stop()
         if self.owns_backend:
             await self.backend.close()
 
@@ -98,12 +115,10 @@ class Embedder:
         backend = self.backend.backend
         started = time.perf_counter()
         try:
-            result = await self.backend.embed(texts)
+            result = await self.batcher.embed(texts)
         except ServiceError as error:
             metrics.FAILURES.labels(backend, error.code_name).inc()
             raise
         metrics.DURATION.labels(backend).observe(time.perf_counter() - started)
         metrics.TEXTS.labels(backend).inc(len(result))
-        metrics.TOKENS.labels(backend).inc(sum(result.token_counts))
-        metrics.TRUNCATED.labels(backend).inc(sum(result.truncated))
         return result

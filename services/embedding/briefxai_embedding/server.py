@@ -10,6 +10,8 @@ import grpc
 from briefxai.embedding.v1 import embedding_pb2_grpc
 from briefxai_common.bootstrap import Service
 from briefxai_embedding.backends import EmbeddingBackend, create_backend
+from briefxai_embedding.batching import BatchPolicy
+from briefxai_embedding.cache import EmbeddingCache
 from briefxai_embedding.embedder import Embedder, Limits
 from briefxai_embedding.servicer import SERVICE_NAME, EmbeddingServicer
 from briefxai_embedding.settings import EmbeddingSettings
@@ -29,6 +31,15 @@ def build_service(settings: EmbeddingSettings, backend: EmbeddingBackend | None 
             max_chars_per_text=settings.max_chars_per_text,
         ),
         owns_backend=backend is None,
+        policy=BatchPolicy(
+            max_batch_texts=settings.max_batch_texts,
+            wait_seconds=settings.batch_wait_ms / 1000.0,
+            # A local model uses every core in one call; a remote API's latency is worth overlapping.
+            max_concurrent_batches=(
+                settings.openai.max_concurrent_requests if settings.backend == "openai" else 1
+            ),
+        ),
+        cache=EmbeddingCache(max_bytes=settings.cache_max_mb * 1024 * 1024),
     )
     servicer = EmbeddingServicer(embedder)
 

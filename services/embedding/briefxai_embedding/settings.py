@@ -87,6 +87,28 @@ class EmbeddingSettings(ServiceSettings):
     max_chars_per_text: int = Field(
         default=20000, ge=1, description="Characters per text; longer texts are rejected."
     )
+    max_batch_texts: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Unique uncached texts per backend call when concurrent requests are merged; "
+            "a single larger request is sent alone, whole."
+        ),
+    )
+    batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description=(
+            "How long a request may wait in the queue for others to merge with; 0 = never wait. "
+            "Requests that queue behind a running batch merge without it."
+        ),
+    )
+    cache_max_mb: int = Field(
+        default=128,
+        ge=0,
+        description="Memory bound of the LRU cache of vectors by content hash, in MiB; 0 disables it.",
+    )
     openai: OpenAIEmbeddingSettings = Field(default_factory=OpenAIEmbeddingSettings)
 
     def resolved_torch_threads(self) -> int:
