@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -107,12 +108,15 @@ class OpenAIBackend:
             extra["dimensions"] = self.settings.dimensions
         async with self._semaphore:
             try:
-                response = await client.embeddings.create(
+                # The raw body, parsed here: the SDK's typed parse builds a model object per number
+                # (~100k per call of 256 texts), which cost more CPU than the rest of the service.
+                raw = await client.embeddings.with_raw_response.create(
                     model=self.model,
                     input=texts,
                     encoding_format=self.settings.encoding_format,
                     **extra,
                 )
+                response = json.loads(raw.content)
             except openai.APIStatusError as error:
                 raise self._status_error(error) from error
             except openai.APIConnectionError as error:
@@ -122,15 +126,16 @@ class OpenAIBackend:
         return self._vectors(response, len(texts))
 
     def _vectors(self, response: Any, expected: int) -> npt.NDArray[np.float32]:
+        """The vectors of a parsed ``/embeddings`` JSON body, in input order."""
         try:
-            items = sorted(response.data, key=lambda item: int(item.index))
-        except (AttributeError, TypeError, ValueError) as error:
-            raise self._malformed(f"no list of indexed vectors ({error})") from error
+            items = sorted(response["data"], key=lambda item: int(item["index"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._malformed(f"no list of indexed vectors ({error!r})") from error
         if len(items) != expected:
             raise self._malformed(f"{len(items)} vectors for {expected} texts")
         try:
-            matrix = np.stack([_decode(item.embedding) for item in items])
-        except (AttributeError, TypeError, ValueError) as error:
+            matrix = np.stack([_decode(item["embedding"]) for item in items])
+        except (KeyError, TypeError, ValueError) as error:
             raise self._malformed(f"vectors of unequal length or not numbers ({error})") from error
         if matrix.ndim != 2 or matrix.shape[1] == 0:
             raise self._malformed(f"vectors of shape {matrix.shape}")
