@@ -53,6 +53,7 @@ from briefxai_clustering.settings import ClusteringSettings
 
 STAGES = ("prepare", "base", "privacy", "hierarchy", "naming", "map")
 NAMING_TEXT_CHARS = 2_000  # naming reads at most this much of each text (texts are meant to be short)
+ROW_CHUNK = 8192  # rows per step of the row-wise passes, so their temporaries stay small
 
 
 @dataclass(frozen=True)
@@ -97,17 +98,22 @@ def normalize_rows(vectors: np.ndarray, *, copy: bool = True) -> FloatArray:
     cannot overflow float32 however large the values are. Raises ValueError on an all-zero row.
     ``copy=False`` normalises a float32 array in place."""
     rows = np.array(vectors, dtype=np.float32, copy=True) if copy else np.asarray(vectors, dtype=np.float32)
-    peak = np.abs(rows).max(axis=1, keepdims=True)
-    if (peak == 0).any():
-        raise ValueError("cannot normalise a zero vector")
-    rows /= peak
-    rows /= np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+    for start in range(0, len(rows), ROW_CHUNK):  # chunks: no temporary as large as the input
+        chunk = rows[start : start + ROW_CHUNK]
+        peak = np.abs(chunk).max(axis=1, keepdims=True)
+        if (peak == 0).any():
+            raise ValueError("cannot normalise a zero vector")
+        chunk /= peak
+        chunk /= np.sqrt(np.einsum("ij,ij->i", chunk, chunk))[:, None]
     return rows
 
 
 def ranked_by_centrality(vectors: FloatArray, labels: IntArray, centroids: FloatArray) -> list[IntArray]:
     """Members of each cluster, most similar to its centroid first (ties: lower index first)."""
-    similarity = np.einsum("ij,ij->i", vectors, centroids[labels])
+    similarity = np.empty(len(labels), dtype=np.float32)
+    for start in range(0, len(labels), ROW_CHUNK):  # chunks: centroids[labels] would copy every row
+        stop = start + ROW_CHUNK
+        similarity[start:stop] = np.einsum("ij,ij->i", vectors[start:stop], centroids[labels[start:stop]])
     order = np.lexsort((np.arange(len(labels)), -similarity, labels))
     bounds = np.searchsorted(labels[order], np.arange(centroids.shape[0] + 1))
     return [order[bounds[c] : bounds[c + 1]] for c in range(centroids.shape[0])]
@@ -171,7 +177,8 @@ class ClusteringPipeline:
             )
             privacy = apply_privacy(base.labels, base.centroids, codes, rule)
             reported = np.flatnonzero(privacy.labels >= 0)
-            rep_vectors = vectors[reported]
+            # Usually nothing is withheld: then no copy of every vector.
+            rep_vectors = vectors if len(reported) == n else vectors[reported]
             rep_codes = codes[reported]
             rep_texts = [texts[i] for i in reported]
             k0 = privacy.n_clusters
