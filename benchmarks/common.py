@@ -243,7 +243,12 @@ class ProcessSampler:
 def find_py_spy(explicit: str | None) -> str | None:
     if explicit:
         return explicit if Path(explicit).is_file() else None
-    return os.environ.get("PY_SPY") or shutil.which("py-spy")
+    beside_python = Path(sys.executable).with_name("py-spy")  # the venv's, when PATH lacks it
+    return (
+        os.environ.get("PY_SPY")
+        or shutil.which("py-spy")
+        or (str(beside_python) if beside_python.is_file() else None)
+    )
 
 
 @dataclass

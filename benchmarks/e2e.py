@@ -36,14 +36,28 @@ from briefxai_cli.inputs import ConversationRecord
 from briefxai_cli.supervisor import SERVICES, Suite
 
 SEED = 11
+# The embedding service's counters (Prometheus sample name -> key in the results).
+EMBEDDING_COUNTERS = {
+    "briefxai_embedding_texts_total": "texts_requested",
+    "briefxai_embedding_tokens_total": "tokens_computed",
+    "briefxai_embedding_cache_hits_total": "cache_hits",
+    "briefxai_embedding_cache_misses_total": "cache_misses",
+    "briefxai_embedding_deduplicated_texts_total": "deduplicated",
+}
+# Run variants besides the cold runs on the defaults.
+WARM_CACHE = "the same conversations again (embedding cache warm)"
+CHEAP_TEXT = "embed_text first_user_message"
+
+
+def _scrape(port: int) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return text_string_to_metric_families(response.read().decode())
 
 
 def scrape_stage_metrics(port: int) -> dict[str, dict[str, float]]:
     """The gateway's ``briefxai_stage_seconds`` sums/counts and processed counters, by stage."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
     found: dict[str, dict[str, float]] = {"seconds": {}, "units": {}, "conversations": {}}
-    for family in text_string_to_metric_families(text):
+    for family in _scrape(port):
         for sample in family.samples:
             stage = sample.labels.get("stage")
             if stage is None:
@@ -55,6 +69,17 @@ def scrape_stage_metrics(port: int) -> dict[str, dict[str, float]]:
             elif sample.name == "briefxai_conversations_processed_total":
                 found["conversations"][stage] = sample.value
     return found
+
+
+def scrape_embedding_metrics(port: int) -> dict[str, dict[str, float]]:
+    """The embedding service's counters that say how much work the model did (summed over labels)."""
+    found: dict[str, float] = {}
+    for family in _scrape(port):
+        for sample in family.samples:
+            if sample.name in EMBEDDING_COUNTERS:
+                key = EMBEDDING_COUNTERS[sample.name]
+                found[key] = found.get(key, 0.0) + sample.value
+    return {"embedding": found}
 
 
 def _delta(after: dict[str, dict[str, float]], before: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -91,11 +116,13 @@ def one_analysis(
     *,
     stream: bool,
     label: str,
+    embed_text: str | None = None,
 ) -> dict[str, Any]:
     """Creates one analysis, follows it to the end; returns its timings (raises if it did not succeed)."""
     began = time.perf_counter()
     timeline = Timeline(began)
-    analysis = client.create(records, build_options(seed=1, display_name=label), stream=stream)
+    options = build_options(seed=1, display_name=label, embed_text=embed_text)
+    analysis = client.create(records, options, stream=stream)
     created = time.perf_counter() - began
     final = client.wait(analysis.id, on_update=timeline)
     seconds = time.perf_counter() - began
@@ -120,19 +147,27 @@ def measured_run(
     *,
     stream: bool,
     py_spy: str | None = None,
+    variant: str = "",
+    embed_text: str | None = None,
 ) -> dict[str, Any]:
-    """One analysis with RSS/CPU sampling (and py-spy when given), results read back, then deleted."""
-    label = f"bench-{len(records)}-{'stream' if stream else 'inline'}"
+    """One analysis with RSS/CPU sampling (and py-spy when given), results read back, then deleted.
+
+    ``variant`` names a run that is not a cold run on the defaults (it is reported apart)."""
+    label = f"bench-{len(records)}-{'stream' if stream else 'inline'}{'-' + variant if variant else ''}"
     http_port = suite.plan.service("gateway").http_port
+    embedding_port = suite.plan.service("embedding").http_port
     before = scrape_stage_metrics(http_port)
+    embedding_before = scrape_embedding_metrics(embedding_port)
     profile = PySpyProfile(py_spy, service_pids(suite)) if py_spy else None
     if profile is not None:
         profile.start()
     with ProcessSampler(service_pids(suite)) as sampler:
-        row = one_analysis(client, records, stream=stream, label=label)
+        row = one_analysis(client, records, stream=stream, label=label, embed_text=embed_text)
     if profile is not None:
         row["py_spy"] = profile.stop()
+    row["variant"] = variant
     row["gateway_stage_metrics"] = _delta(scrape_stage_metrics(http_port), before)
+    row["embedding_metrics"] = _delta(scrape_embedding_metrics(embedding_port), embedding_before)["embedding"]
     row["processes"] = sampler.summary()
     began = time.perf_counter()
     results = client.results(row["id"])
@@ -204,9 +239,14 @@ def run(
     py_spy: str | None,
 ) -> dict[str, Any]:
     """Every size in ascending order, streamed; inline too up to ``inline_max``; then the concurrent
-    analyses. A size whose streamed run would take longer than ``budget_minutes`` (extrapolated
-    linearly from the previous size) is skipped, with the reason recorded."""
+    analyses. Every cold run sends conversations the suite has not seen (the inline run another seed
+    than the streamed one), so the embedding cache serves only texts that really repeat. At 10k (or
+    the largest size up to 10k) two more streamed runs: the same conversations again (warm cache), and
+    the cheapest embedded text (first user message). A size whose streamed run would take longer than
+    ``budget_minutes`` (extrapolated linearly from the previous size) is skipped, with the reason
+    recorded."""
     sizes = sorted(sizes)
+    variants_at = max((n for n in sizes if n <= 10_000), default=sizes[0])
     report: dict[str, Any] = {"sizes_requested": list(sizes), "runs": [], "skipped": []}
     began = time.perf_counter()
     with running_services(SERVICES) as suite:
@@ -225,13 +265,27 @@ def run(
                     report["skipped"].append({"conversations": n, "reason": reason})
                     print(f"  e2e {n}: skipped ({reason})", file=sys.stderr)
                     continue
-                records = conversation_records(n, SEED)
+                records = conversation_records(n, SEED + n)
                 streamed = measured_run(suite, client, records, stream=True, py_spy=py_spy)
                 report["runs"].append(streamed)
                 rate = float(streamed["conversations_per_second"])
-                if n <= inline_max:
-                    report["runs"].append(measured_run(suite, client, records, stream=False))
+                if n == variants_at:
+                    report["runs"].append(
+                        measured_run(suite, client, records, stream=True, variant=WARM_CACHE)
+                    )
                 del records
+                if n <= inline_max:
+                    inline = conversation_records(n, SEED + n + 1)
+                    report["runs"].append(measured_run(suite, client, inline, stream=False))
+                    del inline
+                if n == variants_at:
+                    cheap = conversation_records(n, SEED + n + 2)
+                    report["runs"].append(
+                        measured_run(
+                            suite, client, cheap, stream=True, variant=CHEAP_TEXT, embed_text="first"
+                        )
+                    )
+                    del cheap
             count, size = concurrent
             if count > 0:
                 report["concurrent"] = concurrent_analyses(suite, client, count, size)

@@ -9,7 +9,8 @@ size and threads runs behind the embedding service (a real process); the client 
 - ``gateway pattern``: calls of the gateway's batch (256 texts) with 2 in flight, as the gateway sends
   them (each call is length-sorted on its own, so a little more padding than one big call).
 
-Then, for the default backend only, the texts the gateway really embeds (sample conversations cut to the
+Then one-text calls, 32 at once, with the service's micro-batching on and off. Then, for the default
+backend only, the texts the gateway really embeds (sample conversations cut to the
 gateway's character budget) in-process and over gRPC: the figure end-to-end throughput is compared with.
 """
 
@@ -32,6 +33,7 @@ from benchmarks.common import channel as open_channel
 from benchmarks.common import chunks, running_services, service_pids, tree_rss, windowed
 from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from briefxai_cli.inputs import ConversationRecord
+from briefxai_embedding.settings import EmbeddingSettings
 
 # Benchmark names (as in benchmarks.embedding_backends) -> the embedding service's settings.
 SERVICE_ENV: dict[str, dict[str, str]] = {
@@ -40,11 +42,12 @@ SERVICE_ENV: dict[str, dict[str, str]] = {
     "torch-fp32": {"BRIEFXAI_EMBEDDING_BACKEND": "local"},
 }
 DEFAULT_BACKEND = "onnx-int8"  # the embedding service's default: backend onnx, precision int8
-DEFAULT_BATCH_SIZE = 64  # the embedding service's default batch_size
+DEFAULT_BATCH_SIZE = EmbeddingSettings.model_fields["batch_size"].default  # the service's default
 GATEWAY_BATCH = 256  # the gateway's default batch_size (texts per EmbedTexts call)
 GATEWAY_IN_FLIGHT = 2  # the gateway's default embedding_max_concurrent_calls
 MAX_TEXTS_PER_CALL = 2048  # the embedding service's default max_texts_per_request
 MB = 1024 * 1024
+SINGLE_TEXT_CONCURRENCY = 32
 
 
 def in_process(name: str, batch_size: int, texts: int, repeats: int, threads: int) -> dict[str, Any]:
@@ -75,6 +78,8 @@ def over_grpc(name: str, batch_size: int, texts: Sequence[str], repeats: int, th
         **SERVICE_ENV[name],
         "BRIEFXAI_EMBEDDING_BATCH_SIZE": str(batch_size),
         "BRIEFXAI_EMBEDDING_TORCH_THREADS": str(threads),
+        # The model's own path: repeated passes over the same texts must not be served by the cache.
+        "BRIEFXAI_EMBEDDING_CACHE_MAX_MB": "0",
     }
     started = time.perf_counter()
     with running_services(["embedding"], env) as suite:
@@ -128,6 +133,50 @@ def over_grpc(name: str, batch_size: int, texts: Sequence[str], repeats: int, th
             "request": round(request_bytes / repeats / len(texts), 1),
             "response": round(response_bytes / repeats / len(texts), 1),
         },
+    }
+
+
+def single_text_calls(texts: Sequence[str], concurrency: int, *, merging: bool) -> dict[str, Any]:
+    """One-text ``EmbedTexts`` calls, ``concurrency`` at once (an online client's pattern), against the
+    default backend with the service's dynamic micro-batching on (its defaults) or off (a batch per call).
+    The cache is off in both, so each text costs a model pass."""
+    import grpc
+
+    env = {"BRIEFXAI_EMBEDDING_CACHE_MAX_MB": "0"}
+    if not merging:
+        env |= {"BRIEFXAI_EMBEDDING_MAX_BATCH_TEXTS": "1", "BRIEFXAI_EMBEDDING_BATCH_WAIT_MS": "0"}
+
+    async def drive(address: str) -> tuple[float, list[float]]:
+        async with grpc.aio.insecure_channel(address) as ch:
+            stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+            latencies: list[float] = []
+            pending = iter(texts)
+
+            async def worker() -> None:
+                for text in pending:
+                    began = time.perf_counter()
+                    response = await stub.EmbedTexts(
+                        embedding_pb2.EmbedTextsRequest(texts=[text]), timeout=600
+                    )
+                    if response.vectors.count != 1:
+                        raise RuntimeError(f"{response.vectors.count} vectors for 1 text")
+                    latencies.append(time.perf_counter() - began)
+
+            await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=list(texts[:16])), timeout=600)
+            began = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return time.perf_counter() - began, latencies
+
+    with running_services(["embedding"], env) as suite:
+        seconds, latencies = asyncio.run(drive(suite.plan.service("embedding").address))
+    latencies.sort()
+    return {
+        "merging": merging,
+        "texts": len(texts),
+        "concurrency": concurrency,
+        "texts_per_second": round(len(texts) / seconds, 1),
+        "latency_ms_p50": round(1000 * latencies[len(latencies) // 2], 1),
+        "latency_ms_p99": round(1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
     }
 
 
@@ -199,6 +248,10 @@ def run(
                     ),
                 }
             )
+    print(f"  embedding: one-text calls, {SINGLE_TEXT_CONCURRENCY} at once ...", file=sys.stderr, flush=True)
+    single_text = [
+        single_text_calls(word_texts, SINGLE_TEXT_CONCURRENCY, merging=merging) for merging in (True, False)
+    ]
     print(f"  embedding {DEFAULT_BACKEND} on {len(records)} conversation texts ...", file=sys.stderr)
     conv_texts = conversation_texts(records)
     local = conversation_in_process(conv_texts, repeats, threads)
@@ -209,6 +262,7 @@ def run(
         "repeats": repeats,
         "threads": threads,
         "runs": rows,
+        "single_text_calls": single_text,
         "conversation_texts": {
             "backend": DEFAULT_BACKEND,
             "batch_size": DEFAULT_BATCH_SIZE,

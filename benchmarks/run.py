@@ -6,8 +6,9 @@
 
 Sections: 1 embedding (per backend and batch size, in-process and over gRPC), 2 facets (heuristic, and
 LLM-bound against the fake OpenAI server), 3 clustering (1k/10k/100k x 384), 4-6 end to end through the
-gateway with every service as a process (streamed vs inline, several analyses at once, peak RSS per
-service, scaling). Targets are printed next to the figures with, for each one missed, a likely cause
+gateway with every service as a process (streamed vs inline, a re-run on a warm cache, a cheaper embedded
+text, several analyses at once, peak RSS per service, scaling), 7 (`text`) what the embedded text costs:
+tokens, speed and cluster quality per embed-text mode and budget. Targets are printed next to the figures with, for each one missed, a likely cause
 from stage timings, CPU seconds per service and (when installed) py-spy. Nothing here asserts a timing:
 the exit status is 0 unless a section fails.
 """
@@ -39,7 +40,7 @@ from benchmarks.report import evaluate_targets, render_markdown
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
-SECTIONS = ("embedding", "facets", "clustering", "e2e")
+SECTIONS = ("embedding", "facets", "clustering", "e2e", "text")
 FULL_SIZES = (1_000, 10_000, 100_000)
 BACKENDS = ("onnx-int8", "onnx-fp32", "torch-fp32")
 
@@ -49,7 +50,7 @@ class Plan:
     mode: str
     sections: tuple[str, ...] = SECTIONS
     embed_backends: tuple[str, ...] = BACKENDS
-    embed_batch_sizes: tuple[int, ...] = (32, 64, 128)
+    embed_batch_sizes: tuple[int, ...] = (16, 64)
     embed_texts: int = 500
     embed_repeats: int = 2
     embed_threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
@@ -62,14 +63,16 @@ class Plan:
     e2e_sizes: tuple[int, ...] = FULL_SIZES
     e2e_inline_max: int = 10_000
     e2e_concurrent: tuple[int, int] = (3, 1000)
-    e2e_budget_minutes: float = 15.0
+    e2e_budget_minutes: float = 45.0
+    text_conversations: int = 2000
+    text_seeds: int = 5
     py_spy: str | None = None
     notes: tuple[str, ...] = ()
 
 
 SMOKE = Plan(
     mode="smoke",
-    embed_batch_sizes=(32,),
+    embed_batch_sizes=(16,),
     embed_texts=32,
     embed_repeats=1,
     conversation_texts=32,
@@ -80,6 +83,8 @@ SMOKE = Plan(
     e2e_inline_max=200,
     e2e_concurrent=(3, 50),
     e2e_budget_minutes=60.0,
+    text_conversations=200,
+    text_seeds=1,
 )
 FULL = Plan(mode="full")
 
@@ -269,10 +274,16 @@ def run_sections(plan: Plan, results: dict[str, Any]) -> None:
             py_spy=plan.py_spy,
         )
 
+    def text() -> Any:
+        from benchmarks import embed_text_bench
+
+        return embed_text_bench.run(plan.text_conversations, plan.text_seeds, smoke=plan.mode == "smoke")
+
     section("embedding", embedding)
     section("facets", facets)
     section("clustering", clustering)
     section("e2e", e2e)
+    section("text", text)
     if not results["errors"]:
         del results["errors"]
 
