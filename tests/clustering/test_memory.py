@@ -14,7 +14,12 @@ from contextlib import contextmanager
 import numpy as np
 
 from briefxai_clustering.model import ClusteringInput, ClusteringParams
-from briefxai_clustering.pipeline import ClusteringPipeline, normalize_rows, ranked_by_centrality
+from briefxai_clustering.pipeline import (
+    ClusteringPipeline,
+    normalize_rows,
+    permute_rows_in_place,
+    ranked_by_centrality,
+)
 from tests.clustering.synthetic import make_data
 
 N, DIM = 40_000, 384
@@ -62,3 +67,31 @@ def test_the_pipeline_holds_about_one_copy_of_the_vectors() -> None:
         used = peak()
     assert result.withheld_count == 0
     assert used < 1.5 * INPUT_BYTES, f"peak {used / 2**20:.0f} MiB for {INPUT_BYTES / 2**20:.0f} MiB of input"
+
+
+def test_permute_rows_in_place_matches_fancy_indexing() -> None:
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 1000):
+        rows = rng.standard_normal((n, 5)).astype(np.float32)
+        order = rng.permutation(n).astype(np.int64)
+        want = rows[order]
+        assert permute_rows_in_place(rows, order) is rows
+        np.testing.assert_array_equal(rows, want)
+
+
+def test_a_consumed_input_gives_the_same_result_without_a_second_copy() -> None:
+    data = make_data(N, centers=30, dim=DIM, seed=3, cluster_std=6.0)
+    params = ClusteringParams(seed=1, skip_map=True)
+    pipeline = ClusteringPipeline()
+    copied = pipeline.run(ClusteringInput(data.vectors.copy(), data.ids, data.user_ids, data.texts), params)
+    own = ClusteringInput(data.vectors.copy(), data.ids, data.user_ids, data.texts)
+    with traced() as peak:
+        consumed = pipeline.run(own, params, consume_input=True)
+        used = peak()
+    assert used < 0.6 * INPUT_BYTES, (
+        f"peak {used / 2**20:.0f} MiB beside {INPUT_BYTES / 2**20:.0f} MiB of input"
+    )
+    assert [a.cluster_id for a in consumed.assignments] == [a.cluster_id for a in copied.assignments]
+    assert [(c.id, c.name, c.size) for c in consumed.clusters] == [
+        (c.id, c.name, c.size) for c in copied.clusters
+    ]

@@ -35,6 +35,13 @@ def test_unpacked_array_is_writable_and_owns_its_memory() -> None:
     assert unpack_vectors(data, dim, count)[0, 0] == 1.0
 
 
+def test_unpacked_view_shares_the_bytes_and_is_read_only() -> None:
+    data, dim, count = pack_vectors(np.arange(6, dtype=np.float32).reshape(3, 2))
+    view = unpack_vectors(data, dim, count, copy=False)
+    assert view.dtype == np.float32 and not view.flags.writeable and not view.flags.owndata
+    np.testing.assert_array_equal(view, unpack_vectors(data, dim, count))
+
+
 def test_empty_batch_round_trips() -> None:
     data, dim, count = pack_vectors(np.zeros((0, 384), dtype=np.float32))
     assert (data, dim, count) == (b"", 384, 0)

@@ -52,13 +52,13 @@ async def test_stopped_gateway_resumes_without_redoing_batches(
 
     facets_calls = server_calls(FACETS, "ExtractFacets")
     embed_calls = server_calls(EMBEDDING, "EmbedTexts")
-    cluster_calls = server_calls(CLUSTERING, "ClusterEmbeddings")
+    cluster_calls = server_calls(CLUSTERING, "StreamClusterEmbeddings")
     second = await start_gateway(store_url=store_url, batch_size=4)
     final = (await second.wait(created.id))[-1]
     assert final.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.error
     assert server_calls(FACETS, "ExtractFacets") == facets_calls
     assert server_calls(EMBEDDING, "EmbedTexts") == embed_calls
-    assert server_calls(CLUSTERING, "ClusterEmbeddings") == cluster_calls + 1
+    assert server_calls(CLUSTERING, "StreamClusterEmbeddings") == cluster_calls + 1
     page = await second.stub.GetAnalysisResults(gateway_pb2.GetAnalysisResultsRequest(id=created.id))
     assert page.total_conversations == 14 and len(page.conversations) == 14
 

@@ -130,14 +130,55 @@ def test_batches_checkpoints_progress_and_warnings(store: Store) -> None:
     assert {v.facet: v.number for v in facets[0]} == {"sentiment": 0.5, "task": None}
     assert facets[1][0].failed
     with pytest.raises(StoreInconsistent):
-        store.load_vectors("a", 3)  # batch 0 is missing
+        store.load_vector_range("a", 0, 3)  # batch 0 is missing
     store.save_embeddings_batch("a", 0, 0, packed(2, 2), "m", {})
-    vectors = store.load_vectors("a", 3)
+    vectors = store.load_vector_range("a", 0, 3)
     assert (vectors.count, vectors.dim) == (3, 2)
     assert struct.unpack("<6f", vectors.data) == (0.0, 1.0, 2.0, 3.0, 100.0, 101.0)
     assert store.iter_request_texts("a") == {}
     rows = list(store.iter_conversation_rows("a", with_messages=False))
     assert rows[0] == (0, "c0", "u0", None)
+
+
+def test_vector_ranges_cut_across_embedding_batches(store: Store) -> None:
+    """Any [start, end) gives exactly those rows, whatever the batch boundaries (batches of 4, 4, 3)."""
+    store.create_analysis(
+        "a", request_id="", options=AnalysisOptions(), batch_size=4, conversations=convs(11)
+    )
+    for batch, (start, count) in enumerate([(0, 4), (4, 4), (8, 3)]):
+        store.save_embeddings_batch("a", batch, start, packed(count, 3, start * 3.0), "m", {})
+    every = [float(v) for v in range(11 * 3)]
+    for start, end in [(0, 11), (0, 4), (1, 3), (3, 9), (4, 8), (5, 11), (10, 11), (6, 6)]:
+        vectors = store.load_vector_range("a", start, end)
+        assert vectors.count == end - start and vectors.dim in ((3,) if end > start else (0, 3))
+        assert list(struct.unpack(f"<{(end - start) * 3}f", vectors.data)) == every[start * 3 : end * 3]
+    with pytest.raises(StoreInconsistent, match=r"ordinals \[11, 12\) have no vectors"):
+        store.load_vector_range("a", 9, 12)
+    with pytest.raises(ValueError):
+        store.load_vector_range("a", 5, 4)
+
+
+def test_vector_range_with_a_missing_batch_in_the_middle_is_inconsistent(store: Store) -> None:
+    store.create_analysis("a", request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(6))
+    store.save_embeddings_batch("a", 0, 0, packed(2, 2), "m", {})
+    store.save_embeddings_batch("a", 2, 4, packed(2, 2), "m", {})
+    assert store.load_vector_range("a", 0, 2).count == 2
+    assert store.load_vector_range("a", 4, 6).count == 2
+    with pytest.raises(StoreInconsistent, match="gap at ordinal 2"):
+        store.load_vector_range("a", 1, 5)
+    with pytest.raises(StoreInconsistent, match="gap at ordinal 2"):
+        store.load_vector_range("a", 2, 5)
+
+
+def test_conversation_rows_and_request_texts_by_ordinal_range(store: Store) -> None:
+    store.create_analysis("a", request_id="", options=AnalysisOptions(), batch_size=4, conversations=convs(6))
+    values = [[FacetValue("request", text=f"summary {i}")] if i % 2 else [] for i in range(6)]
+    store.save_facets_batch("a", 0, 0, values, {})
+    rows = list(store.iter_conversation_rows("a", with_messages=True, start=2, end=5))
+    assert [(r[0], r[1], r[2]) for r in rows] == [(2, "c2", "u2"), (3, "c3", "u0"), (4, "c4", "u1")]
+    assert all(r[3] is not None and "question" in r[3] for r in rows)
+    assert store.iter_request_texts("a", 2, 5) == {3: "summary 3"}
+    assert store.iter_request_texts("a") == {1: "summary 1", 3: "summary 3", 5: "summary 5"}
 
 
 def test_results_are_saved_atomically_and_only_while_running(store: Store) -> None:

@@ -31,8 +31,12 @@ def pack_vectors(vectors: npt.ArrayLike) -> tuple[bytes, int, int]:
     return wire.tobytes(), int(dim), int(count)
 
 
-def unpack_vectors(data: bytes, dim: int, count: int) -> npt.NDArray[np.float32]:
+def unpack_vectors(data: bytes, dim: int, count: int, *, copy: bool = True) -> npt.NDArray[np.float32]:
     """The ``(count, dim)`` float32 array that ``data`` holds; checks that the lengths agree.
+
+    With ``copy=True`` (the default) the array is a writable copy that owns its memory; with
+    ``copy=False`` it is a read-only view of ``data`` (no copy; it keeps ``data`` alive), in native
+    float32 on little-endian machines.
 
     Raises ValueError naming the expected and actual byte lengths when they differ, or when ``dim`` or
     ``count`` is negative, or ``dim`` is 0 while ``count`` is not.
@@ -48,4 +52,4 @@ def unpack_vectors(data: bytes, dim: int, count: int) -> npt.NDArray[np.float32]
             f"(count {count} x dim {dim} x {WIRE_DTYPE.itemsize} bytes)"
         )
     array = np.frombuffer(data, dtype=WIRE_DTYPE).reshape(count, dim)
-    return array.astype(np.float32, copy=True)
+    return array.astype(np.float32, copy=copy)

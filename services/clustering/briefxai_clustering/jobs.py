@@ -25,13 +25,17 @@ class JobSlots:
         self.running = 0
         self.waiting = 0
 
-    async def run(self, work: Callable[[], T]) -> T:
-        """Runs ``work`` in a worker thread once a slot is free; ResourceExhausted when the queue is full."""
+    def check_capacity(self) -> None:
+        """ResourceExhausted when every slot is taken and the queue is full (a job now would be refused)."""
         if self.running >= self.max_running and self.waiting >= self.max_waiting:
             metrics.REJECTED.inc()
             raise ResourceExhausted(
                 f"clustering is busy: {self.running} jobs running and {self.waiting} waiting; retry later"
             )
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Runs ``work`` in a worker thread once a slot is free; ResourceExhausted when the queue is full."""
+        self.check_capacity()
         self.waiting += 1
         metrics.WAITING.inc()
         try:

@@ -108,6 +108,33 @@ def normalize_rows(vectors: np.ndarray, *, copy: bool = True) -> FloatArray:
     return rows
 
 
+def _consumable(vectors: np.ndarray) -> bool:
+    return bool(vectors.dtype == np.float32 and vectors.flags.writeable and vectors.flags.c_contiguous)
+
+
+def permute_rows_in_place(rows: FloatArray, order: IntArray) -> FloatArray:
+    """``rows[:] = rows[order]`` for a permutation ``order``, with one spare row instead of a full copy:
+    each cycle of the permutation is walked once (written here because numpy's fancy indexing always
+    allocates the whole result)."""
+    spare = np.empty(rows.shape[1:], dtype=rows.dtype)
+    done = np.zeros(len(order), dtype=bool)
+    targets = order.tolist()
+    for start in np.flatnonzero(order != np.arange(len(order))).tolist():
+        if done[start]:
+            continue
+        spare[...] = rows[start]
+        i = start
+        while True:
+            done[i] = True
+            j = targets[i]
+            if j == start:
+                rows[i] = spare
+                break
+            rows[i] = rows[j]
+            i = j
+    return rows
+
+
 def ranked_by_centrality(vectors: FloatArray, labels: IntArray, centroids: FloatArray) -> list[IntArray]:
     """Members of each cluster, most similar to its centroid first (ties: lower index first)."""
     similarity = np.empty(len(labels), dtype=np.float32)
@@ -137,14 +164,22 @@ class ClusteringPipeline:
             max_quote_chars=self.config.max_quote_chars,
         )
 
-    def run(self, data: ClusteringInput, params: ClusteringParams) -> ClusteringResult:
-        """The whole pipeline, in the calling thread (call it from a worker thread, not an event loop)."""
+    def run(
+        self, data: ClusteringInput, params: ClusteringParams, *, consume_input: bool = False
+    ) -> ClusteringResult:
+        """The whole pipeline, in the calling thread (call it from a worker thread, not an event loop).
+
+        ``consume_input``: the pipeline may reorder and normalise ``data.vectors`` in place (a writable
+        C-contiguous float32 array the caller no longer needs) instead of working on a copy.
+        """
         if self.config.threads > 0:
             with threadpool_limits(limits=self.config.threads):
-                return self._run(data, params)
-        return self._run(data, params)
+                return self._run(data, params, consume_input)
+        return self._run(data, params, consume_input)
 
-    def _run(self, data: ClusteringInput, params: ClusteringParams) -> ClusteringResult:
+    def _run(
+        self, data: ClusteringInput, params: ClusteringParams, consume_input: bool = False
+    ) -> ClusteringResult:
         timings: dict[str, float] = {}
         cpu_timings: dict[str, float] = {}
 
@@ -160,7 +195,10 @@ class ClusteringPipeline:
             raise ValueError(f"need at least 2 vectors and one id per vector, got {data.vectors.shape} / {n}")
         with stage("prepare"):
             order = np.array(sorted(range(n), key=data.ids.__getitem__), dtype=np.int64)
-            vectors = normalize_rows(data.vectors[order], copy=False)  # indexing made a copy already
+            if consume_input and _consumable(data.vectors):
+                vectors = normalize_rows(permute_rows_in_place(data.vectors, order), copy=False)
+            else:
+                vectors = normalize_rows(data.vectors[order], copy=False)  # indexing made a copy already
             codes = user_codes([data.user_ids[i] for i in order] if data.user_ids else [], n)
             texts = [data.texts[i] for i in order] if data.texts else [""] * n
             n_distinct = count_distinct_rows(vectors)

@@ -4,6 +4,7 @@ bootstrap's interceptor (InvalidArgument -> INVALID_ARGUMENT with field violatio
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -17,16 +18,20 @@ from briefxai_clustering.pipeline import ClusteringPipeline
 from briefxai_clustering.settings import ClusteringSettings
 from briefxai_clustering.validation import (
     RequestedParams,
+    StreamAssembler,
     check_ids,
     check_shapes,
     decode_vectors,
     resolve_params,
 )
+from briefxai_common.errors import InvalidArgument, ServiceError
 from briefxai_common.logging import get_logger
 
 SERVICE_NAME = clustering_pb2.DESCRIPTOR.services_by_name["ClusteringService"].full_name
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 log = get_logger(__name__)
+# Chunks with more floats than this are copied and checked in a worker thread, off the event loop.
+CHUNK_FLOATS_IN_THREAD = 1 << 16
 
 
 def requested_params(message: clustering_pb2.ClusteringParams) -> RequestedParams:
@@ -72,6 +77,14 @@ def result_to_pb(result: ClusteringResult) -> clustering_pb2.ClusterEmbeddingsRe
     )
 
 
+def header_params(message: clustering_pb2.ClusteringParams, settings: ClusteringSettings) -> ClusteringParams:
+    """``resolve_params`` for a stream header; field paths become ``header.params.*``."""
+    try:
+        return resolve_params(requested_params(message), settings)
+    except InvalidArgument as error:
+        raise InvalidArgument.many((f"header.{v.field}", v.description) for v in error.violations) from None
+
+
 class ClusteringServicer(clustering_pb2_grpc.ClusteringServiceServicer):
     def __init__(self, pipeline: ClusteringPipeline, settings: ClusteringSettings, jobs: JobSlots) -> None:
         self.pipeline = pipeline
@@ -98,11 +111,83 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServiceServicer):
         data = ClusteringInput(vectors=vectors, ids=ids, user_ids=user_ids, texts=texts)
         return await self.jobs.run(lambda: self._cluster(data, params))
 
+    async def StreamClusterEmbeddings(
+        self,
+        request_iterator: AsyncIterator[clustering_pb2.StreamClusterEmbeddingsRequest],
+        context: Context,
+    ) -> clustering_pb2.ClusterEmbeddingsResponse:
+        """A header, then chunks copied straight into one preallocated array; then the same job."""
+        data, params = await self._receive(request_iterator)
+        # The assembled array belongs to this call alone: the pipeline sorts it in place, no copy.
+        return await self.jobs.run(lambda: self._cluster(data, params, consume_input=True))
+
+    async def _receive(
+        self, request_iterator: AsyncIterator[clustering_pb2.StreamClusterEmbeddingsRequest]
+    ) -> tuple[ClusteringInput, ClusteringParams]:
+        """The whole streamed input, checked message by message (INVALID_ARGUMENT names the chunk).
+
+        After the first error the rest of the stream is read and dropped, and the error is raised once the
+        client has half-closed: a grpc-python client that writes to a call the server already ended sees
+        INTERNAL ("Internal error from Core") or hangs instead of the real status (and would not retry a
+        RESOURCE_EXHAUSTED). The vectors received so far are freed at once.
+        """
+        assembler: StreamAssembler | None = StreamAssembler(
+            max_vectors=self.settings.max_vectors, max_bytes=self.settings.max_message_mb * 2**20
+        )
+        params: ClusteringParams | None = None
+        failure: ServiceError | None = None
+        index = 0
+        async for message in request_iterator:
+            if assembler is not None:
+                try:
+                    params = await self._take(assembler, message, index) or params
+                except ServiceError as error:
+                    failure, assembler = error, None
+            index += 1
+            del message
+        if failure is not None:
+            raise failure
+        assert assembler is not None
+        vectors = assembler.finish()
+        assert params is not None  # finish() checked that a header came
+        data = ClusteringInput(
+            vectors=vectors, ids=assembler.ids, user_ids=assembler.user_ids, texts=assembler.texts
+        )
+        return data, params
+
+    async def _take(
+        self,
+        assembler: StreamAssembler,
+        message: clustering_pb2.StreamClusterEmbeddingsRequest,
+        index: int,
+    ) -> ClusteringParams | None:
+        """Checks and keeps one message of the stream; the resolved params when it is the header."""
+        kind = message.WhichOneof("payload")
+        if kind == "header":
+            header = message.header
+            assembler.header(header.count, header.dim)
+            params = header_params(header.params, self.settings)
+            # Refuse early when the queue is full, before taking every vector (jobs.run checks again).
+            self.jobs.check_capacity()
+            return params
+        if kind == "chunk":
+            chunk = message.chunk
+            raw = chunk.vectors.data  # read once: each read of a bytes field makes a new copy
+            assembler.check_chunk(
+                len(raw), chunk.vectors.dim, chunk.vectors.count, chunk.ids, chunk.user_ids, chunk.texts
+            )
+            if chunk.vectors.count * chunk.vectors.dim > CHUNK_FLOATS_IN_THREAD:
+                await asyncio.to_thread(assembler.add_chunk, raw, chunk.ids, chunk.user_ids, chunk.texts)
+            else:
+                assembler.add_chunk(raw, chunk.ids, chunk.user_ids, chunk.texts)
+            return None
+        raise InvalidArgument("payload", f"message {index} of the stream has neither header nor chunk")
+
     def _cluster(
-        self, data: ClusteringInput, params: ClusteringParams
+        self, data: ClusteringInput, params: ClusteringParams, *, consume_input: bool = False
     ) -> clustering_pb2.ClusterEmbeddingsResponse:
         """Runs in a worker thread: the pipeline, then the (large) response message."""
-        result = self.pipeline.run(data, params)
+        result = self.pipeline.run(data, params, consume_input=consume_input)
         for stage, seconds in result.timings.items():
             metrics.STAGE_SECONDS.labels(stage).observe(seconds)
         metrics.VECTORS.inc(len(data.ids))

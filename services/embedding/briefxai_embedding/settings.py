@@ -61,8 +61,9 @@ class EmbeddingSettings(ServiceSettings):
     onnx_memory_arena: bool = Field(
         default=True,
         description=(
-            "Keep ONNX Runtime's CPU memory arena: ~25% faster; it holds the buffers of the largest "
-            "batch, ~300 MiB resident at batch_size 16 and ~750 MiB at 64 on long texts."
+            "Keep ONNX Runtime's CPU memory arena: ~25% faster; during a call it holds the buffers of "
+            "the largest batch (~300 MiB at batch_size 16, ~750 MiB at 64 on long texts), and it is "
+            "shrunk back after each call."
         ),
     )
     onnx_model_dir: Path | None = Field(
@@ -105,9 +106,12 @@ class EmbeddingSettings(ServiceSettings):
         ),
     )
     cache_max_mb: int = Field(
-        default=128,
+        default=64,
         ge=0,
-        description="Memory bound of the LRU cache of vectors by content hash, in MiB; 0 disables it.",
+        description=(
+            "Memory bound of the LRU cache of vectors by content hash, in MiB (~1.7 KiB per 384-d "
+            "vector: 64 MiB holds ~38k); 0 disables it."
+        ),
     )
     openai: OpenAIEmbeddingSettings = Field(default_factory=OpenAIEmbeddingSettings)
 

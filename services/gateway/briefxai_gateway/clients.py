@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 
-from briefxai.clustering.v1 import clustering_pb2_grpc
+from briefxai.clustering.v1 import clustering_pb2, clustering_pb2_grpc
 from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from briefxai.facets.v1 import facets_pb2, facets_pb2_grpc
 from briefxai_common.channels import create_channel
@@ -27,7 +27,8 @@ from briefxai_common.resilience import CircuitBreaker, CircuitOpenError, Circuit
 
 from . import metrics
 from .convert import (
-    clustering_request_to_pb,
+    clustering_chunk_to_pb,
+    clustering_header_to_pb,
     clustering_response_from_pb,
     conversation_to_pb,
     facet_definition_from_pb,
@@ -97,6 +98,10 @@ class Downstream:
             async with self._slots:
                 return await self.breaker.call(method, request, timeout=deadline)
 
+        return await self._retried(attempt)
+
+    async def _retried(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` with retries; gRPC failures and an open breaker leave as DownstreamError."""
         try:
             return await retry_call(
                 attempt, policy=self.policy, is_retryable=is_retryable, on_retry=self._on_retry
@@ -105,6 +110,38 @@ class Downstream:
             raise DownstreamError(self.service, "UNAVAILABLE", str(exc), circuit_open=True) from exc
         except grpc.aio.AioRpcError as exc:
             raise DownstreamError(self.service, exc.code().name, exc.details() or "") from exc
+
+    async def call_stream(
+        self, method: Callable[..., Awaitable[T]], requests: Callable[[], AsyncIterator[Any]], deadline: float
+    ) -> T:
+        """A client-streaming ``method(requests(), timeout=deadline)`` through breaker and retries.
+
+        Each attempt calls ``requests()`` for a fresh iterator, so a retry resends from the first message.
+        The iterator is passed to the call (not written with ``call.write()``, which the OpenTelemetry aio
+        client interceptor breaks). When it raises, grpc cancels the call; its exception is raised here.
+        """
+
+        async def attempt() -> T:
+            failure: list[Exception] = []
+
+            async def recorded() -> AsyncIterator[Any]:
+                try:
+                    async for request in requests():
+                        yield request
+                except Exception as exc:
+                    failure.append(exc)
+                    raise
+
+            async with self._slots:
+                try:
+                    return await self.breaker.call(method, recorded(), timeout=deadline)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if failure and not (task is not None and task.cancelling()):
+                        raise failure[0] from None
+                    raise
+
+        return await self._retried(attempt)
 
     async def close(self) -> None:
         await self.channel.close(None)
@@ -217,16 +254,31 @@ class GrpcClusteringClient:
         self._deadline = settings.clustering_deadline_seconds
 
     async def cluster(self, data: ClusteringInput) -> ClusteringOutput:
-        """Consumes ``data``: its vectors are released once the request message holds a copy."""
-        count = data.vectors.count
-        request = clustering_request_to_pb(data)
-        data.vectors.data = b""
-        response = await self.downstream.call(self._stub.ClusterEmbeddings, request, self._deadline)
-        del request
+        """One ``StreamClusterEmbeddings`` call: a header, then one message per chunk of ``data``, made
+        as the call sends them (the header waits for the first chunk, which gives the dim)."""
+
+        async def messages() -> AsyncIterator[clustering_pb2.StreamClusterEmbeddingsRequest]:
+            header_sent = False
+            async for chunk in data.chunks():
+                if not header_sent:
+                    yield clustering_header_to_pb(data, chunk.vectors.dim)
+                    header_sent = True
+                message = clustering_chunk_to_pb(chunk)
+                del chunk
+                yield message
+                del message
+            if not header_sent:
+                yield clustering_header_to_pb(data, 0)
+
+        response = await self.downstream.call_stream(
+            self._stub.StreamClusterEmbeddings, messages, self._deadline
+        )
         output = clustering_response_from_pb(response)
-        if len(output.assignments) != count:
+        if len(output.assignments) != data.count:
             raise DownstreamError(
-                "clustering", "INTERNAL", f"{len(output.assignments)} assignments for {count} conversations"
+                "clustering",
+                "INTERNAL",
+                f"{len(output.assignments)} assignments for {data.count} conversations",
             )
         return output
 

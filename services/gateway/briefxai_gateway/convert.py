@@ -15,6 +15,7 @@ from .models import (
     Analysis,
     AnalysisOptions,
     AnalysisState,
+    ClusteringChunk,
     ClusteringInput,
     ClusteringOutput,
     ClusterNode,
@@ -260,21 +261,34 @@ def conversation_result_to_pb(item: ConversationResult) -> gateway_pb2.Conversat
     return message
 
 
-def clustering_request_to_pb(data: ClusteringInput) -> clustering_pb2.ClusterEmbeddingsRequest:
-    return clustering_pb2.ClusterEmbeddingsRequest(
-        vectors=common_pb2.PackedVectors(
-            data=data.vectors.data, dim=data.vectors.dim, count=data.vectors.count
-        ),
-        ids=data.ids,
-        user_ids=data.user_ids,
-        texts=data.texts,
-        params=clustering_pb2.ClusteringParams(
-            k=data.k,
-            hierarchy_depth=data.hierarchy_depth,
-            min_cluster_size=data.min_cluster_size,
-            min_distinct_users=data.min_distinct_users,
-            seed=data.seed,
-        ),
+def clustering_header_to_pb(data: ClusteringInput, dim: int) -> clustering_pb2.StreamClusterEmbeddingsRequest:
+    """The first message of a ``StreamClusterEmbeddings`` call."""
+    return clustering_pb2.StreamClusterEmbeddingsRequest(
+        header=clustering_pb2.StreamClusterEmbeddingsHeader(
+            count=data.count,
+            dim=dim,
+            params=clustering_pb2.ClusteringParams(
+                k=data.k,
+                hierarchy_depth=data.hierarchy_depth,
+                min_cluster_size=data.min_cluster_size,
+                min_distinct_users=data.min_distinct_users,
+                seed=data.seed,
+            ),
+        )
+    )
+
+
+def clustering_chunk_to_pb(chunk: ClusteringChunk) -> clustering_pb2.StreamClusterEmbeddingsRequest:
+    """One of the later messages of a ``StreamClusterEmbeddings`` call."""
+    return clustering_pb2.StreamClusterEmbeddingsRequest(
+        chunk=clustering_pb2.ClusterEmbeddingsChunk(
+            vectors=common_pb2.PackedVectors(
+                data=chunk.vectors.data, dim=chunk.vectors.dim, count=chunk.vectors.count
+            ),
+            ids=chunk.ids,
+            user_ids=chunk.user_ids,
+            texts=chunk.texts,
+        )
     )
 
 

@@ -6,6 +6,7 @@ Plain dataclasses and enums; no gRPC or protobuf here. ``servicer.py`` and ``cli
 from __future__ import annotations
 
 import enum
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -215,11 +216,22 @@ class AssignmentRow:
 
 
 @dataclass(slots=True)
-class ClusteringInput:
+class ClusteringChunk:
+    """The next vectors of a clustering input with their conversation ids, user ids and naming texts."""
+
     vectors: PackedBatch
     ids: list[str]
     user_ids: list[str]
     texts: list[str]
+
+
+@dataclass(slots=True)
+class ClusteringInput:
+    """``count`` vectors, produced lazily in chunks: ``chunks()`` makes a fresh iterator from the first
+    chunk each time it is called (a retried call starts over), so no one holds every vector at once."""
+
+    count: int
+    chunks: Callable[[], AsyncIterator[ClusteringChunk]]
     k: int
     hierarchy_depth: int
     min_cluster_size: int

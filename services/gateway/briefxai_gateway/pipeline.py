@@ -9,9 +9,11 @@ at creation), so memory holds at most ``max_inflight_batches`` batches of raw te
 
 Facets and embedding of one batch run side by side, except with ``REQUEST_SUMMARY`` where the
 embedded text is the ``request`` facet. A resumed run skips every (stage, batch) that has a
-checkpoint. Then every vector is read back as one packed block for the single clustering call, and
-clusters (with facet distributions), assignments, map points, the last checkpoints and SUCCEEDED
-are written in one transaction.
+checkpoint. Then one ``StreamClusterEmbeddings`` call sends every vector, ``CLUSTER_CHUNK_VECTORS`` at
+a time, each chunk read back from the store (vectors, ids, user ids, naming texts) only when the call
+is ready to send it, so the gateway never holds every vector or string at once. Then clusters (with
+facet distributions), assignments, map points, the last checkpoints and SUCCEEDED are written in one
+transaction.
 
 Failures of downstream services (after retries, or an open breaker) end the analysis FAILED with a
 message naming the service; cancellation (user cancel or shutdown) propagates as CancelledError.
@@ -23,7 +25,7 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from briefxai_common.logging import get_logger
@@ -36,6 +38,7 @@ from .models import (
     Analysis,
     AnalysisState,
     AssignmentRow,
+    ClusteringChunk,
     ClusteringInput,
     ClusteringOutput,
     Conversation,
@@ -51,6 +54,9 @@ from .validation import facets_to_extract
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+# Vectors per StreamClusterEmbeddings chunk: 8192 x 384 float32 is 12.6 MB per message.
+CLUSTER_CHUNK_VECTORS = 8192
 
 
 class PipelineError(Exception):
@@ -312,30 +318,18 @@ class Pipeline:
     # -- clustering and the results --------------------------------------------------------------
 
     def _clustering_input(self, analysis: Analysis) -> ClusteringInput:
-        """Blocking: every vector as one packed block, ids, user ids and naming texts in order."""
-        vectors = self.store.load_vectors(analysis.id, analysis.conversation_count)
-        budget = self.settings.naming_text_chars
-        requests = self.store.iter_request_texts(analysis.id)
-        with_messages = len(requests) < analysis.conversation_count
-        ids: list[str] = []
-        user_ids: list[str] = []
-        texts: list[str] = []
-        for ordinal, conversation_id, user_id, messages in self.store.iter_conversation_rows(
-            analysis.id, with_messages=with_messages
-        ):
-            ids.append(conversation_id)
-            user_ids.append(user_id)
-            summary = requests.get(ordinal, "")
-            decoded = decode_messages(messages) if messages is not None and not summary else []
-            texts.append(naming_text(summary, decoded, budget))
-        if len(ids) != vectors.count:
-            raise PipelineError(f"{len(ids)} conversations stored but {vectors.count} vectors")
+        """Every vector with its id, user id and naming text, in order, read lazily chunk by chunk."""
+        count = analysis.conversation_count
+
+        async def chunks() -> AsyncIterator[ClusteringChunk]:
+            for start in range(0, count, CLUSTER_CHUNK_VECTORS):
+                end = min(count, start + CLUSTER_CHUNK_VECTORS)
+                yield await in_thread(self._clustering_chunk, analysis.id, start, end)
+
         options = analysis.options
         return ClusteringInput(
-            vectors=vectors,
-            ids=ids,
-            user_ids=user_ids,
-            texts=texts,
+            count=count,
+            chunks=chunks,
             k=options.k,
             hierarchy_depth=options.hierarchy_depth,
             min_cluster_size=options.min_cluster_size,
@@ -343,12 +337,35 @@ class Pipeline:
             seed=options.seed,
         )
 
+    def _clustering_chunk(self, analysis_id: str, start: int, end: int) -> ClusteringChunk:
+        """Blocking: the vectors of ordinals [start, end), their ids, user ids and naming texts."""
+        vectors = self.store.load_vector_range(analysis_id, start, end)
+        budget = self.settings.naming_text_chars
+        requests = self.store.iter_request_texts(analysis_id, start, end)
+        with_messages = len(requests) < end - start
+        ids: list[str] = []
+        user_ids: list[str] = []
+        texts: list[str] = []
+        for ordinal, conversation_id, user_id, messages in self.store.iter_conversation_rows(
+            analysis_id, with_messages=with_messages, start=start, end=end
+        ):
+            ids.append(conversation_id)
+            user_ids.append(user_id)
+            summary = requests.get(ordinal, "")
+            decoded = decode_messages(messages) if messages is not None and not summary else []
+            texts.append(naming_text(summary, decoded, budget))
+        if len(ids) != vectors.count:
+            raise PipelineError(
+                f"{len(ids)} conversations stored but {vectors.count} vectors at ordinals [{start}, {end})"
+            )
+        return ClusteringChunk(vectors=vectors, ids=ids, user_ids=user_ids, texts=texts)
+
     async def _cluster(self, analysis: Analysis, live: LiveProgress) -> ClusteringOutput:
         live.stage = Stage.CLUSTER
         live.begin(Stage.CLUSTER)
         self.hub.notify(analysis.id)
         began = time.perf_counter()
-        output = await self.clients.clustering.cluster(await in_thread(self._clustering_input, analysis))
+        output = await self.clients.clustering.cluster(self._clustering_input(analysis))
         metrics.STAGE_SECONDS.labels(stage=Stage.CLUSTER.value).observe(time.perf_counter() - began)
         metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.CLUSTER.value).inc(analysis.conversation_count)
         live.advance(Stage.CLUSTER, analysis.conversation_count)

@@ -88,7 +88,7 @@ class GatewaySettings(ServiceSettings):
     )
     facets_max_concurrent_calls: int = Field(2, ge=1, description="ExtractFacets calls in flight at once.")
     clustering_max_concurrent_calls: int = Field(
-        1, ge=1, description="ClusterEmbeddings calls in flight at once."
+        1, ge=1, description="Clustering calls (StreamClusterEmbeddings) in flight at once."
     )
 
     batch_size: int = Field(256, ge=1, le=4096, description="Conversations per facets/embedding batch.")

@@ -628,57 +628,79 @@ class Store:
 
     # -- clustering input and results --------------------------------------------------------------
 
-    def load_vectors(self, analysis_id: str, expected_count: int) -> PackedBatch:
-        """All embedding batches concatenated in ordinal order, as one packed block."""
+    def load_vector_range(self, analysis_id: str, start: int, end: int) -> PackedBatch:
+        """The vectors of ordinals [start, end) as one packed block, cut from the embedding batches that
+        overlap the range (any alignment); StoreInconsistent when one of them is missing or malformed."""
+        if not 0 <= start <= end:
+            raise ValueError(f"bad ordinal range [{start}, {end})")
         e = schema.embeddings.c
-        where = and_(e.analysis_id == analysis_id, e.tenant_id == self.tenant_id)
-        blobs: list[bytes] = []
-        dim = 0
-        next_ordinal = 0
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=8).execute(
-                select(e.start_ordinal, e.count, e.dim, e.data).where(where).order_by(e.start_ordinal)
+        query = (
+            select(e.start_ordinal, e.count, e.dim, e.data)
+            .where(
+                e.analysis_id == analysis_id,
+                e.tenant_id == self.tenant_id,
+                e.start_ordinal < end,
+                e.start_ordinal + e.count > start,
             )
-            for start, count, row_dim, data in result:
-                if start != next_ordinal:
+            .order_by(e.start_ordinal)
+        )
+        parts: list[bytes | memoryview] = []
+        dim = 0
+        next_ordinal = start
+        with self.engine.connect() as conn:
+            for batch_start, count, row_dim, data in conn.execution_options(yield_per=8).execute(query):
+                if batch_start > next_ordinal:
                     raise StoreInconsistent(f"embeddings of {analysis_id}: gap at ordinal {next_ordinal}")
                 if dim and row_dim != dim:
                     raise StoreInconsistent(f"embeddings of {analysis_id}: dim {row_dim} != {dim}")
                 if len(data) != count * row_dim * 4:
-                    raise StoreInconsistent(f"embeddings of {analysis_id}: batch at {start} has a bad length")
+                    raise StoreInconsistent(
+                        f"embeddings of {analysis_id}: batch at {batch_start} has a bad length"
+                    )
                 dim = row_dim
-                blobs.append(data)
-                next_ordinal += count
-        if next_ordinal != expected_count:
+                row_bytes = row_dim * 4
+                first = next_ordinal - batch_start
+                last = min(end, batch_start + count) - batch_start
+                whole = first == 0 and last == count
+                parts.append(data if whole else memoryview(data)[first * row_bytes : last * row_bytes])
+                next_ordinal = batch_start + last
+        if next_ordinal != end:
             raise StoreInconsistent(
-                f"embeddings of {analysis_id}: {next_ordinal} vectors stored, {expected_count} expected"
+                f"embeddings of {analysis_id}: ordinals [{next_ordinal}, {end}) have no vectors"
             )
-        data = b"".join(blobs)
-        blobs.clear()
-        return PackedBatch(data=data, dim=dim, count=next_ordinal)
+        packed = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+        parts.clear()
+        return PackedBatch(data=packed, dim=dim, count=end - start)
 
-    def iter_request_texts(self, analysis_id: str) -> dict[int, str]:
-        """Usable `request` facet texts by ordinal."""
+    def iter_request_texts(self, analysis_id: str, start: int = 0, end: int | None = None) -> dict[int, str]:
+        """Usable `request` facet texts by ordinal (of ordinals in [start, end) when given)."""
         result = {}
-        for ordinal, encoded in self._iter_encoded_facets(analysis_id):
+        for ordinal, encoded in self._iter_encoded_facets(analysis_id, start, end):
             for facet, text, _ in iter_decoded(encoded):
                 if facet == "request" and text:
                     result[ordinal] = text
         return result
 
-    def _iter_encoded_facets(self, analysis_id: str) -> Iterator[tuple[int, str]]:
+    def _iter_encoded_facets(
+        self, analysis_id: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, str]]:
         f = schema.facet_values.c
         query = select(f.ordinal, f.values_json).where(
             f.analysis_id == analysis_id, f.tenant_id == self.tenant_id
         )
+        if start:
+            query = query.where(f.ordinal >= start)
+        if end is not None:
+            query = query.where(f.ordinal < end)
         with self.engine.connect() as conn:
             for ordinal, text in conn.execution_options(yield_per=2000).execute(query):
                 yield int(ordinal), text
 
     def iter_conversation_rows(
-        self, analysis_id: str, *, with_messages: bool
+        self, analysis_id: str, *, with_messages: bool, start: int = 0, end: int | None = None
     ) -> Iterator[tuple[int, str, str, str | None]]:
-        """(ordinal, conversation id, user id, messages JSON or None), in ordinal order, streamed."""
+        """(ordinal, conversation id, user id, messages JSON or None), in ordinal order, streamed; only
+        ordinals in [start, end) when given."""
         c = schema.conversations.c
         columns = [c.ordinal, c.conversation_id, c.user_id]
         if with_messages:
@@ -688,6 +710,10 @@ class Store:
             .where(c.analysis_id == analysis_id, c.tenant_id == self.tenant_id)
             .order_by(c.ordinal)
         )
+        if start:
+            query = query.where(c.ordinal >= start)
+        if end is not None:
+            query = query.where(c.ordinal < end)
         with self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=2000).execute(query):
                 yield int(row[0]), row[1], row[2], (row[3] if with_messages else None)

@@ -39,6 +39,36 @@ class ClusterEmbeddingsRequest(_message.Message):
     params: ClusteringParams
     def __init__(self, vectors: _Optional[_Union[_common_pb2.PackedVectors, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., user_ids: _Optional[_Iterable[str]] = ..., texts: _Optional[_Iterable[str]] = ..., params: _Optional[_Union[ClusteringParams, _Mapping]] = ...) -> None: ...
 
+class StreamClusterEmbeddingsRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: StreamClusterEmbeddingsHeader
+    chunk: ClusterEmbeddingsChunk
+    def __init__(self, header: _Optional[_Union[StreamClusterEmbeddingsHeader, _Mapping]] = ..., chunk: _Optional[_Union[ClusterEmbeddingsChunk, _Mapping]] = ...) -> None: ...
+
+class StreamClusterEmbeddingsHeader(_message.Message):
+    __slots__ = ("params", "count", "dim")
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    params: ClusteringParams
+    count: int
+    dim: int
+    def __init__(self, params: _Optional[_Union[ClusteringParams, _Mapping]] = ..., count: _Optional[int] = ..., dim: _Optional[int] = ...) -> None: ...
+
+class ClusterEmbeddingsChunk(_message.Message):
+    __slots__ = ("vectors", "ids", "user_ids", "texts")
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    vectors: _common_pb2.PackedVectors
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vectors: _Optional[_Union[_common_pb2.PackedVectors, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., user_ids: _Optional[_Iterable[str]] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class Assignment(_message.Message):
     __slots__ = ("conversation_id", "cluster_id", "withheld")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class ClusteringServiceStub:
                 request_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsRequest.SerializeToString,
                 response_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.FromString,
                 _registered_method=True)
+        self.StreamClusterEmbeddings = channel.stream_unary(
+                '/briefxai.clustering.v1.ClusteringService/StreamClusterEmbeddings',
+                request_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsRequest.SerializeToString,
+                response_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.FromString,
+                _registered_method=True)
 
 
 class ClusteringServiceServicer:
@@ -52,12 +57,28 @@ class ClusteringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamClusterEmbeddings(self, request_iterator, context):
+        """The same job as ClusterEmbeddings for large inputs, sent as a client stream: the first message is
+        a header (params, count, dim), every later message a chunk of vectors with their ids, user ids and
+        texts, in input order. Same limits, errors and response as ClusterEmbeddings; INVALID_ARGUMENT
+        field paths name the chunk (chunks[i] is the i-th chunk message, from 0), e.g. chunks[3].ids.
+        An error is returned once the client has sent its last message (the rest is read and dropped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusteringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ClusterEmbeddings': grpc.unary_unary_rpc_method_handler(
                     servicer.ClusterEmbeddings,
                     request_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsRequest.FromString,
+                    response_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.SerializeToString,
+            ),
+            'StreamClusterEmbeddings': grpc.stream_unary_rpc_method_handler(
+                    servicer.StreamClusterEmbeddings,
+                    request_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsRequest.FromString,
                     response_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.SerializeToString,
             ),
     }
@@ -88,6 +109,33 @@ class ClusteringService:
             target,
             '/briefxai.clustering.v1.ClusteringService/ClusterEmbeddings',
             briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsRequest.SerializeToString,
+            briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamClusterEmbeddings(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/briefxai.clustering.v1.ClusteringService/StreamClusterEmbeddings',
+            briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsRequest.SerializeToString,
             briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.FromString,
             options,
             channel_credentials,
