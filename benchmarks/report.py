@@ -129,6 +129,12 @@ def _embedding_ceiling(results: Row) -> str:
             f"needs {E2E_TARGET_RATE * float(tokens):,.0f} tokens/s, or at most "
             f"~{per_second / E2E_TARGET_RATE:.0f} tokens per conversation at this rate)"
         )
+    cheap = [r for r in variant_runs(results) if "first_user_message" in r["variant"]]
+    for run in cheap:
+        line += (
+            f"; end to end with `embed_text first_user_message` ({_size(run['conversations'])}): "
+            f"{run['conversations_per_second']:,.1f} conv/s"
+        )
     fast = [r for r in results.get("text", {}).get("rows", []) if r["texts_per_second"] >= E2E_TARGET_RATE]
     default = next(iter(results.get("text", {}).get("rows", [])), None)
     if default is not None:
