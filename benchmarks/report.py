@@ -310,7 +310,8 @@ def _embedding_memory(results: Row) -> str:
         f"the embedding service alone goes from {grpc['service_rss_after_load_mib']:,.0f} MiB after load to "
         f"{grpc['service_rss_end_mib']:,.0f} MiB after embedding conversation texts at batch "
         f"{conv['batch_size']} (~{_num(conv['in_process'].get('tokens_per_text'), 0)} tokens each): "
-        "likely ONNX Runtime's CPU memory arena keeping the activation buffers of the largest batches"
+        "during a call ONNX Runtime's arena holds the largest batch's activations (it is shrunk after each "
+        "call), and the vector cache grows up to its cache_max_mb"
     )
 
 
