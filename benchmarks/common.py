@@ -190,16 +190,19 @@ class ProcessSampler:
     interval: float = 0.5
     peaks: dict[str, int] = field(default_factory=dict)
     peak_total: int = 0
+    at_peak_total: dict[str, int] = field(default_factory=dict)  # each service when the sum peaked
+    peak_total_at: float = 0.0  # seconds from start to that sample
     samples: int = 0
     _cpu_start: dict[str, float] = field(default_factory=dict)
     _cpu: dict[str, float] = field(default_factory=dict)
     _wall: float = 0.0
+    _started: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> ProcessSampler:
         self._cpu_start = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
-        self._wall = time.perf_counter()
+        self._wall = self._started = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
         return self
@@ -218,7 +221,10 @@ class ProcessSampler:
         values = {name: tree_rss(pid) for name, pid in self.pids.items()}
         for name, value in values.items():
             self.peaks[name] = max(self.peaks.get(name, 0), value)
-        self.peak_total = max(self.peak_total, sum(values.values()))
+        if sum(values.values()) > self.peak_total:
+            self.peak_total = sum(values.values())
+            self.at_peak_total = values
+            self.peak_total_at = time.perf_counter() - self._started
         self.samples += 1
 
     def _run(self) -> None:
@@ -231,6 +237,10 @@ class ProcessSampler:
             "samples": self.samples,
             "peak_rss_mib": {name: round(value / MIB, 1) for name, value in sorted(self.peaks.items())},
             "peak_rss_total_mib": round(self.peak_total / MIB, 1),
+            "rss_at_total_peak_mib": {
+                name: round(value / MIB, 1) for name, value in sorted(self.at_peak_total.items())
+            },
+            "total_peak_at_seconds": round(self.peak_total_at, 1),
             "cpu_seconds": {name: round(value, 1) for name, value in sorted(self._cpu.items())},
             "wall_seconds": round(self._wall, 2),
         }

@@ -673,13 +673,22 @@ def _e2e_section(results: Row) -> list[str]:
             "each service with its child processes.",
             "",
         ]
+        at_peak = processes.get("rss_at_total_peak_mib", {})
+        when = processes.get("total_peak_at_seconds")
         out += _table(
-            ["service", "peak RSS MiB", "CPU seconds"],
+            ["service", "peak RSS MiB", "RSS when the sum peaked MiB", "CPU seconds"],
             [
-                [name, _num(value), _num(processes["cpu_seconds"].get(name))]
+                [name, _num(value), _num(at_peak.get(name)), _num(processes["cpu_seconds"].get(name))]
                 for name, value in processes["peak_rss_mib"].items()
             ]
-            + [["**all (peak of the sum)**", f"**{_num(processes['peak_rss_total_mib'])}**", ""]],
+            + [
+                [
+                    "**all (peak of the sum)**",
+                    f"**{_num(processes['peak_rss_total_mib'])}**",
+                    f"at {_num(when)} s of {_num(processes['wall_seconds'])} s" if when is not None else "",
+                    "",
+                ]
+            ],
         )
     out += ["", "## 6. Scaling", ""]
     scaling = [t for t in evaluate_targets(results) if "time(100k)/time(10k)" in t["target"]]

@@ -11,6 +11,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -21,7 +22,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from briefxai_common.errors import FailedPrecondition
 from briefxai_embedding.backends import EmbeddingBackend
-from briefxai_embedding.backends.onnx import OnnxBackend, ensure_export
+from briefxai_embedding.backends.onnx import OnnxBackend, ensure_export, plan_batches
 from briefxai_embedding.backends.sentence_transformers import SentenceTransformersBackend
 from briefxai_embedding.onnx_export import (
     INPUT_NAMES,
@@ -254,8 +255,39 @@ async def test_arena_memory_is_returned_after_each_call(int8_export: ExportResul
     assert grown_mib < 120, f"the process kept {grown_mib:.0f} MiB after the call"
 
 
+def test_batches_are_bounded_by_texts_and_padded_tokens() -> None:
+    lengths = [256, 200, 130, 120, 64, 60, 30, 20, 20, 10, 5]  # longest first, as embed sorts them
+    assert plan_batches(lengths, 4) == [(0, 4), (4, 8), (8, 11)]
+    # 512 padded tokens: 2 texts of 256 (or 200), 3 of 130, then 4 at a time (the text bound).
+    assert plan_batches(lengths, 4, 512) == [(0, 2), (2, 5), (5, 9), (9, 11)]
+    assert plan_batches([300, 300], 16, 256) == [(0, 1), (1, 2)]  # too long for the budget: one at a time
+    assert plan_batches([], 16, 1024) == []
+
+
+async def test_token_bound_keeps_long_texts_in_small_batches(
+    onnx_backend: OnnxBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [f"{i} {LONG_TEXT}" for i in range(6)] + VARIED[:10]
+    widths: list[int] = []
+    encode = onnx_backend._encode
+
+    def recording_encode(encodings: list[Any], shrink: bool = False) -> Any:
+        widths.append(len(encodings) * max(len(e.ids) for e in encodings))
+        return encode(encodings, shrink)
+
+    monkeypatch.setattr(onnx_backend, "_encode", recording_encode)
+    monkeypatch.setattr(onnx_backend, "batch_tokens", 512)
+    bounded = await onnx_backend.embed(texts)
+    assert max(widths) <= 512 and len(widths) >= 4
+    monkeypatch.setattr(onnx_backend, "batch_tokens", 0)
+    unbounded = await onnx_backend.embed(texts)
+    assert np.diag(bounded.vectors @ unbounded.vectors.T).min() > 0.9
+
+
 def test_rejects_nonsense_construction() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         OnnxBackend(batch_size=0)
+    with pytest.raises(ValueError, match="batch_tokens"):
+        OnnxBackend(batch_tokens=-1)
     with pytest.raises(ValueError, match="precision"):
         OnnxBackend(precision="int4")  # type: ignore[arg-type]

@@ -79,6 +79,15 @@ class EmbeddingSettings(ServiceSettings):
             "activation buffers (and so the resident memory) of long conversation texts small."
         ),
     )
+    batch_tokens: int = Field(
+        default=1024,
+        ge=0,
+        description=(
+            "Padded tokens per forward pass of the ONNX model (texts x the longest): long texts run "
+            "in smaller batches, so a pass's activation buffers stay bounded (1024: about half the "
+            "memory of 16 conversation texts at no measurable cost in speed); 0 = batch_size alone."
+        ),
+    )
     torch_threads: int = Field(
         default=0, ge=0, description="Intra-op threads for torch; 0 = the CPUs this process may use."
     )

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from briefxai_common.logging import get_logger
+from briefxai_common.memory import release_free_memory
 
 from . import metrics
 from .distributions import DistributionBuilder
@@ -140,8 +141,11 @@ class Pipeline:
         if info.max_chars_per_text:
             budget = min(budget, info.max_chars_per_text)
         await self._batches(analysis, live, budget)
+        release_free_memory()  # the batches' buffers, before the clustering input is read
         output = await self._cluster(analysis, live)
         await self._store(analysis, live, output, definitions)
+        del output
+        release_free_memory()
 
     async def _definitions(self, analysis: Analysis) -> list[FacetDefinition]:
         """Facet definitions, asked of the facets service on the first run and kept with the analysis."""

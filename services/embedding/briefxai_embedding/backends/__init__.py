@@ -29,6 +29,7 @@ def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
             model_dir=settings.onnx_model_dir,
             precision=settings.onnx_precision,
             batch_size=settings.batch_size,
+            batch_tokens=settings.batch_tokens,
             intra_op_threads=settings.resolved_torch_threads(),
             memory_arena=settings.onnx_memory_arena,
         )

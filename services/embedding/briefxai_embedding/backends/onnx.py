@@ -7,9 +7,13 @@ at ONNX Runtime's memory size. ``make install`` builds it ahead of time.
 
 Tokenization uses the ``tokenizers`` library on the exported ``tokenizer.json`` (truncation at the
 model's 256 tokens). A request is tokenized once, sorted by length so that each batch pads little, run
-batch by batch, and put back in input order. The last pass of each call shrinks ONNX Runtime's memory
+batch by batch, and put back in input order. A batch holds at most ``batch_size`` texts and at most
+``batch_tokens`` padded tokens (texts x the longest), so short texts run in large batches (faster) and
+long ones in small batches: the activation buffers, and so the resident memory, stay about the same
+whatever the texts' length. The last pass of each call shrinks ONNX Runtime's memory
 arena back to what is in use, so an idle service does not keep the activation buffers of its largest
-batch (the next call re-grows it once: about 30 ms, under 1% of a 256-text call). Pooling is the mean over the attention mask, then L2
+batch (the next call re-grows it once: about 30 ms, under 1% of a 256-text call), and malloc's free pages
+go back to the OS with it. Pooling is the mean over the attention mask, then L2
 normalization, as in the sentence-transformers model. All work runs on one dedicated worker thread:
 ONNX Runtime already uses every configured core inside one run, and the event loop stays free.
 """
@@ -31,6 +35,7 @@ import numpy.typing as npt
 
 from briefxai_common.errors import FailedPrecondition
 from briefxai_common.logging import get_logger
+from briefxai_common.memory import release_free_memory
 from briefxai_embedding.backends.base import EmbedResult, l2_normalize
 from briefxai_embedding.onnx_export import (
     MODEL_FILE,
@@ -104,21 +109,24 @@ class OnnxBackend:
         model_dir: Path | None = None,
         precision: Precision = "int8",
         batch_size: int = 64,
+        batch_tokens: int = 0,
         intra_op_threads: int = 0,
         export_if_missing: bool = True,
         spin_threads: bool = False,
         memory_arena: bool = True,
         model_name: str = MODEL_NAME,
     ) -> None:
-        """``model_dir`` None: the cache directory for ``precision``; ``intra_op_threads`` 0: all CPUs.
+        """``model_dir`` None: the cache directory for ``precision``; ``intra_op_threads`` 0: all CPUs;
+        ``batch_tokens`` 0: no bound on padded tokens per batch (``batch_size`` texts each).
 
         ``spin_threads``: ONNX Runtime's worker threads busy-wait for work between runs. That is a
         little faster on an idle machine and wasteful on a shared one (the other services, the
         tokenizer), so it is off unless asked for.
         """
-        if batch_size < 1 or intra_op_threads < 0:
+        if batch_size < 1 or batch_tokens < 0 or intra_op_threads < 0:
             raise ValueError(
-                f"batch_size must be >= 1 and intra_op_threads >= 0, got {batch_size}, {intra_op_threads}"
+                "batch_size must be >= 1, batch_tokens and intra_op_threads >= 0, got "
+                f"{batch_size}, {batch_tokens}, {intra_op_threads}"
             )
         if precision not in ("int8", "fp32"):
             raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}")
@@ -126,6 +134,7 @@ class OnnxBackend:
         self.precision: Precision = precision
         self.model_dir = Path(model_dir).expanduser() if model_dir else default_export_dir(precision)
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.intra_op_threads = intra_op_threads or available_cpus()
         self.export_if_missing = export_if_missing
         self.spin_threads = spin_threads
@@ -158,6 +167,7 @@ class OnnxBackend:
             dim=self.dim,
             max_tokens=self.max_tokens,
             batch_size=self.batch_size,
+            batch_tokens=self.batch_tokens,
             intra_op_threads=self.intra_op_threads,
         )
 
@@ -210,9 +220,10 @@ class OnnxBackend:
         # Longest first: each batch holds texts of similar length, so little padding is computed.
         order = sorted(range(len(texts)), key=lambda i: -counts[i])
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            last = start + self.batch_size >= len(order)
+        batches = plan_batches([counts[i] for i in order], self.batch_size, self.batch_tokens)
+        for number, (start, stop) in enumerate(batches):
+            batch = order[start:stop]
+            last = number == len(batches) - 1
             vectors[batch] = await self._run(self._encode, [encodings[i] for i in batch], last)
         return EmbedResult(
             vectors=vectors,
@@ -244,7 +255,11 @@ class OnnxBackend:
         (hidden,) = self._session.run([OUTPUT_NAME], feed, run_options=options)
         weights = mask[:, :, None].astype(np.float32)
         summed = (np.asarray(hidden, dtype=np.float32) * weights).sum(axis=1)
-        return l2_normalize(summed / np.clip(weights.sum(axis=1), 1e-9, None))
+        vectors = l2_normalize(summed / np.clip(weights.sum(axis=1), 1e-9, None))
+        if shrink:
+            del hidden, summed
+            release_free_memory()  # what the shrunk arena gave back to malloc goes back to the OS
+        return vectors
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -257,6 +272,22 @@ class OnnxBackend:
         self._tokenizer = None
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int = 0) -> list[tuple[int, int]]:
+    """``(start, stop)`` runs of ``lengths`` (sorted longest first) with at most ``batch_size`` texts and,
+    when ``batch_tokens`` > 0, at most ``batch_tokens`` padded tokens each (texts x the first, longest,
+    text's length); a text longer than ``batch_tokens`` alone still makes a batch of one."""
+    batches: list[tuple[int, int]] = []
+    start = 0
+    while start < len(lengths):
+        size = batch_size
+        if batch_tokens > 0:
+            size = max(1, min(batch_size, batch_tokens // max(lengths[start], 1)))
+        stop = min(start + size, len(lengths))
+        batches.append((start, stop))
+        start = stop
+    return batches
 
 
 def _max_tokens(directory: Path) -> int:
