@@ -242,7 +242,7 @@ def run(
     analyses. Every cold run sends conversations the suite has not seen (the inline run another seed
     than the streamed one), so the embedding cache serves only texts that really repeat. At 10k (or
     the largest size up to 10k) two more streamed runs: the same conversations again (warm cache), and
-    the cheapest embedded text (first user message). A size whose streamed run would take longer than
+    the cheapest embedded text (first user message), which also runs at the largest size. A size whose streamed run would take longer than
     ``budget_minutes`` (extrapolated linearly from the previous size) is skipped, with the reason
     recorded."""
     sizes = sorted(sizes)
@@ -278,7 +278,7 @@ def run(
                     inline = conversation_records(n, SEED + n + 1)
                     report["runs"].append(measured_run(suite, client, inline, stream=False))
                     del inline
-                if n == variants_at:
+                if n in (variants_at, sizes[-1]):
                     cheap = conversation_records(n, SEED + n + 2)
                     report["runs"].append(
                         measured_run(

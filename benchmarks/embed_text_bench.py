@@ -34,6 +34,7 @@ SETTINGS: tuple[tuple[str, int], ...] = (
     ("conversation", 300),
     ("conversation", 200),
     ("user_messages", 1200),
+    ("user_messages", 150),
     ("first_user_message", 1200),
 )
 SMOKE_SETTINGS: tuple[tuple[str, int], ...] = (("conversation", 1200), ("first_user_message", 1200))

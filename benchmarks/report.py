@@ -10,7 +10,8 @@ from typing import Any
 E2E_TARGET_RATE = 250.0  # conversations/s at 100k
 E2E_VS_EMBEDDING = 80.0  # % of the embedding backend's in-process throughput
 LLM_BOUND_PERCENT = 90.0
-RSS_LIMIT_MIB = 1536.0  # 1.5 GiB, all services together
+RSS_LIMIT_MIB = 1.5e9 / 2**20  # the 1.5 GB (1,430.5 MiB), all services together
+RSS_GOAL = f"<= 1.5 GB ({RSS_LIMIT_MIB:,.0f} MiB)"
 CLUSTERING_100K_SECONDS = 30.0
 SCALING_LIMIT = 11.0
 DEFAULT_BACKEND_LABEL = "onnx-int8 at the service's default batch size"
@@ -131,9 +132,14 @@ def _embedding_ceiling(results: Row) -> str:
         )
     cheap = [r for r in variant_runs(results) if "first_user_message" in r["variant"]]
     for run in cheap:
+        metrics = run.get("embedding_metrics") or {}
+        served = ""
+        if metrics:
+            reused = metrics.get("cache_hits", 0.0) + metrics.get("deduplicated", 0.0)
+            served = f" (the cache or dedupe served {reused / max(metrics['texts_requested'], 1):.0%} of its texts)"
         line += (
             f"; end to end with `embed_text first_user_message` ({_size(run['conversations'])}): "
-            f"{run['conversations_per_second']:,.1f} conv/s"
+            f"{run['conversations_per_second']:,.1f} conv/s{served}"
         )
     fast = [r for r in results.get("text", {}).get("rows", []) if r["texts_per_second"] >= E2E_TARGET_RATE]
     default = next(iter(results.get("text", {}).get("rows", [])), None)
@@ -262,21 +268,22 @@ def evaluate_targets(results: Row) -> list[Row]:
     if largest is not None:
         peak = float(largest["processes"]["peak_rss_total_mib"])
         ok = peak <= RSS_LIMIT_MIB
-        per = largest["processes"]["peak_rss_mib"]
+        # Each service when the sum peaked (older results only have each service's own peak).
+        per = largest["processes"].get("rss_at_total_peak_mib") or largest["processes"]["peak_rss_mib"]
         split = ", ".join(
             f"{name} {value:,.0f}" for name, value in sorted(per.items(), key=lambda kv: -kv[1])
         )
         rows.append(
             target(
                 f"peak RSS of all services ({_size(largest['conversations'])} run)",
-                f"<= {RSS_LIMIT_MIB / 1024:g} GiB",
+                RSS_GOAL,
                 f"{peak:,.0f} MiB",
                 _status(ok),
                 "" if ok else _join(f"per service (MiB): {split}", _embedding_memory(results)),
             )
         )
     else:
-        rows.append(target("peak RSS of all services", f"<= {RSS_LIMIT_MIB / 1024:g} GiB", "–", NOT_MEASURED))
+        rows.append(target("peak RSS of all services", RSS_GOAL, "–", NOT_MEASURED))
 
     clustering = clustering_at(results, 100_000)
     if clustering is not None:
