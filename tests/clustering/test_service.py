@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
@@ -26,12 +25,13 @@ from briefxai_clustering.model import (
     ClusterNode,
     MapPoint,
 )
-from briefxai_clustering.naming import ClusterGroup, ClusterLabel, KeywordNamer, Namer
+from briefxai_clustering.naming import Namer
 from briefxai_clustering.server import build_service
 from briefxai_clustering.servicer import SERVICE_NAME
 from briefxai_clustering.settings import ClusteringSettings
 from briefxai_common.bootstrap import RunningService, start_service
 from briefxai_common.vectors import pack_vectors
+from tests.clustering.gated_namer import GatedNamer
 from tests.clustering.helpers import assert_consistent
 from tests.clustering.synthetic import make_data
 
@@ -265,21 +265,6 @@ async def test_too_many_vectors_is_invalid_argument() -> None:
             assert violations(failure.value)[0][0] == "vectors.count"
     finally:
         await service.stop(grace=0)
-
-
-class GatedNamer:
-    """The keyword namer, but each call waits until the test opens the gate (runs in the worker thread)."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-        self.inner = KeywordNamer()
-
-    def name(self, texts: Sequence[str], levels: Sequence[Sequence[ClusterGroup]]) -> dict[str, ClusterLabel]:
-        self.entered.set()
-        if not self.gate.wait(timeout=60):
-            raise TimeoutError("the test never opened the gate")
-        return self.inner.name(texts, levels)
 
 
 async def test_health_answers_during_a_job_and_a_full_queue_is_resource_exhausted() -> None:

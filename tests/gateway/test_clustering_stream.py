@@ -4,19 +4,18 @@ retries that restart the stream from the first chunk, and failures while produci
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import REGISTRY
 
 from briefxai.gateway.v1 import gateway_pb2
-from briefxai_clustering.naming import ClusterGroup, ClusterLabel, KeywordNamer
 from briefxai_common.bootstrap import start_service
 from briefxai_common.vectors import pack_vectors
 from briefxai_gateway import pipeline
 from briefxai_gateway.clients import GrpcClusteringClient
 from briefxai_gateway.models import ClusteringChunk, ClusteringInput, ClusteringOutput, PackedBatch
+from tests.clustering.gated_namer import GatedNamer
 from tests.clustering.synthetic import make_data
 
 from .conftest import Downstream, GatewayFactory, GatewayHandle, conversations, gateway_settings
@@ -97,21 +96,6 @@ async def test_an_error_while_producing_chunks_is_raised_not_a_cancellation(
         assert len(output.assignments) == 50 and log == [0, 1, 2, 3, 4]
     finally:
         await client.downstream.close()
-
-
-class GatedNamer:
-    """The keyword namer, but waiting (in the worker thread) until the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-        self.inner = KeywordNamer()
-
-    def name(self, texts: Sequence[str], levels: Sequence[Sequence[ClusterGroup]]) -> dict[str, ClusterLabel]:
-        self.entered.set()
-        if not self.gate.wait(timeout=60):
-            raise TimeoutError("the test never opened the gate")
-        return self.inner.name(texts, levels)
 
 
 async def test_a_retried_stream_starts_again_from_the_first_chunk(
