@@ -91,6 +91,16 @@ def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
     return [(v.field, v.description) for v in bad_request.field_violations]
 
 
+def assert_invalid_argument(error: grpc.aio.AioRpcError, expected: list[tuple[str, str]]) -> None:
+    """INVALID_ARGUMENT naming exactly ``expected``'s fields, in order, each description holding its
+    fragment."""
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = violations(error)
+    assert [field for field, _ in found] == [field for field, _ in expected]
+    for (_, description), (_, fragment) in zip(found, expected, strict=True):
+        assert fragment in description
+
+
 def as_domain(
     request: clustering_pb2.ClusterEmbeddingsRequest, reply: clustering_pb2.ClusterEmbeddingsResponse
 ) -> tuple[ClusteringInput, ClusteringResult]:
@@ -246,11 +256,7 @@ async def test_bad_requests_are_invalid_argument_and_the_service_keeps_serving(
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stub.ClusterEmbeddings(build())
-    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    found = violations(failure.value)
-    assert [field for field, _ in found] == [field for field, _ in expected]
-    for (_, description), (_, fragment) in zip(found, expected, strict=True):
-        assert fragment in description
+    assert_invalid_argument(failure.value, expected)
     reply = await stub.ClusterEmbeddings(make_request(40, centers=2, skip_map=True))
     assert len(reply.assignments) == 40
 
