@@ -12,13 +12,13 @@ from briefxai_clustering.choose_k import choose_k, count_distinct_rows
 
 @pytest.mark.parametrize(
     ("n", "expected"),
-    [(2, 2), (8, 2), (50, 5), (1_000, 22), (10_000, 71), (100_000, 200), (200_000, 200)],
+    [(2, 2), (3, 2), (8, 3), (50, 7), (1_000, 32), (2_873, 54), (10_000, 100), (40_000, 200), (200_000, 200)],
 )
-def test_auto_rule_is_sqrt_half_n_within_bounds(n: int, expected: int) -> None:
+def test_auto_rule_is_sqrt_n_within_bounds(n: int, expected: int) -> None:
     choice = choose_k(n, n, 0, max_k=200, min_cluster_size=1)
     assert choice.k == expected
-    assert choice.k == min(max(round(math.sqrt(n / 2)), 2), 200)
-    assert choice.rule.startswith("auto: round(sqrt(n/2))")
+    assert choice.k == min(max(round(math.sqrt(n)), 2), 200)
+    assert choice.rule.startswith("auto: round(sqrt(n))")
 
 
 def test_auto_rule_reports_the_max_k_cap() -> None:

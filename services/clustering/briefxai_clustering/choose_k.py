@@ -2,14 +2,21 @@
 
 Automatic rule (``params.k == 0``), for n vectors::
 
-    k = round(sqrt(n / 2))                                   # the classic rule of thumb
+    k = round(sqrt(n))
     k = clamp(k, 2, min(max_k, max(2, n // min_cluster_size)))
     k = min(k, distinct vectors)
 
-- ``sqrt(n/2)`` grows slowly: 1,000 conversations -> 22 clusters (~45 each), 10,000 -> 71, 100,000 -> 224
-  before the cap. Clusters stay big enough to name and small enough to be specific; the hierarchy above
-  them gives the coarse view.
-- ``max_k`` (setting, default 200) bounds the work of k-means, naming and the hierarchy.
+- Why ``sqrt(n)``: measured on real human chats (the chitchat dev set, 34 topics) and on the generated
+  sample (24 topics), k-means' agreement with the topic labels (AMI) stays within 5% of its value at
+  k = the number of labels over a wide band that starts a little below the number of labels and reaches
+  two to three times it; below that band it falls fast (under-splitting merges topics), above it slowly.
+  ``sqrt(n)`` lands inside that band on both sets at every size measured (400 to 2,873 conversations:
+  docs/quality.md), where the former ``sqrt(n/2)`` fell below it (22 clusters for 1,000 chats of 34
+  topics). A slightly fine base level costs little: the hierarchy above it merges related clusters.
+  Criteria on the data (silhouette, Calinski-Harabasz, Davies-Bouldin) were measured too and pointed far
+  from the labels on one set or the other (docs/quality.md), so the rule is on n.
+- ``max_k`` (setting, default 200) bounds the work of k-means, naming and the hierarchy: 40,000
+  conversations or more get 200 base clusters.
 - ``n // min_cluster_size``: with more clusters than that, the *average* cluster would fall under the
   privacy threshold and most clusters would be merged or withheld; capping k there keeps them reportable.
 - Distinct vectors: k-means cannot make more non-empty clusters than there are distinct points
@@ -51,11 +58,11 @@ def choose_k(n: int, n_distinct: int, requested: int, *, max_k: int, min_cluster
             n_distinct,
             f"requested: k={requested}, clamped to {n_distinct} (distinct vectors; n={n})",
         )
-    raw = round(math.sqrt(n / 2))
+    raw = round(math.sqrt(n))
     privacy_cap = max(2, n // max(1, min_cluster_size))
     upper = min(max_k, privacy_cap)
     k = min(max(raw, 2), upper)
-    rule = f"auto: round(sqrt(n/2)) = round(sqrt({n}/2)) = {raw}"
+    rule = f"auto: round(sqrt(n)) = round(sqrt({n})) = {raw}"
     if raw < 2:
         rule += ", raised to the minimum 2"
     elif raw > upper:
