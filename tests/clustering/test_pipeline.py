@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from briefxai_clustering.model import ClusteringInput, ClusteringParams
-from briefxai_clustering.naming import ClusterGroup, ClusterLabel, KeywordNamer
+from briefxai_clustering.model import ClusteringInput, ClusteringParams, FloatArray
+from briefxai_clustering.naming import ClusterGroup, ClusterLabel, PhraseNamer
 from briefxai_clustering.pipeline import ClusteringPipeline, PipelineConfig
 from tests.clustering.helpers import assert_consistent
 from tests.clustering.synthetic import make_data
@@ -17,15 +17,19 @@ PIPELINE = ClusteringPipeline(PipelineConfig())
 
 
 class RecordingNamer:
-    """The keyword namer, remembering every text it was shown."""
+    """The phrase namer, remembering every text and vector it was shown."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
-        self.inner = KeywordNamer()
+        self.vectors: list[FloatArray] = []
+        self.inner = PhraseNamer()
 
-    def name(self, texts: Sequence[str], levels: Sequence[Sequence[ClusterGroup]]) -> dict[str, ClusterLabel]:
+    def name(
+        self, texts: Sequence[str], vectors: FloatArray, levels: Sequence[Sequence[ClusterGroup]]
+    ) -> dict[str, ClusterLabel]:
         self.seen.extend(texts)
-        return self.inner.name(texts, levels)
+        self.vectors.append(vectors)
+        return self.inner.name(texts, vectors, levels)
 
 
 def request(n: int = 300, centers: int = 5, **kwargs: object) -> ClusteringInput:
@@ -51,8 +55,8 @@ def test_automatic_k_and_default_hierarchy() -> None:
     inputs = request(1_000, centers=8, dim=16, seed=2)
     params = ClusteringParams(seed=1, skip_map=True)
     result = PIPELINE.run(inputs, params)
-    assert result.k == 22
-    assert result.k_rule == "auto: round(sqrt(n/2)) = round(sqrt(1000/2)) = 22"
+    assert result.k == 32
+    assert result.k_rule == "auto: round(sqrt(n)) = round(sqrt(1000)) = 32"
     assert_consistent(result, inputs, params)
     assert len([c for c in result.clusters if not c.parent_id]) <= params.max_top_clusters
 
@@ -77,6 +81,10 @@ def test_withheld_conversations_get_no_cluster_no_point_and_no_text_in_names() -
     assert withheld == {data.ids[i] for i in np.flatnonzero(secret)}
     assert not withheld & {p.conversation_id for p in result.points}
     assert not any("zyzzyva" in t or "secretword" in t for t in namer.seen)
+    shown_vectors = np.concatenate(namer.vectors)
+    assert len(shown_vectors) == len(namer.seen) == len(data.ids) - result.withheld_count
+    secret_vectors = data.vectors[secret] / np.linalg.norm(data.vectors[secret], axis=1, keepdims=True)
+    assert float((shown_vectors @ secret_vectors.T).max()) < 0.9999  # no withheld vector either
     shown = " ".join(f"{c.name} {c.description} {' '.join(c.keywords)}" for c in result.clusters)
     assert "zyzzyva" not in shown and "secretword" not in shown
     assert "1 withheld" in result.k_rule

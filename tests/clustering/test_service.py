@@ -140,7 +140,7 @@ async def test_real_request_returns_a_consistent_named_tree_and_map(stub: Stub) 
     reply = await stub.ClusterEmbeddings(request)
     data, result = as_domain(request, reply)
     assert_consistent(result, data, ClusteringParams(min_cluster_size=5, min_distinct_users=3))
-    assert reply.k == 12 and reply.k_rule.startswith("auto: round(sqrt(n/2))")
+    assert reply.k == 17 and reply.k_rule.startswith("auto: round(sqrt(n))")
     assert reply.base_algorithm == "kmeans"
     assert reply.map_algorithm == "umap"
     assert len(reply.points) == 300 - reply.withheld_count

@@ -39,7 +39,7 @@ from briefxai_clustering.model import (
     IntArray,
     MapPoint,
 )
-from briefxai_clustering.naming import ClusterGroup, KeywordNamer, Namer
+from briefxai_clustering.naming import ClusterGroup, Namer, PhraseNamer
 from briefxai_clustering.privacy import (
     PrivacyRule,
     apply_privacy,
@@ -63,7 +63,9 @@ class PipelineConfig:
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)
     map: MapConfig = field(default_factory=MapConfig)
     keywords_per_cluster: int = 8
-    name_keywords: int = 3
+    name_keywords: int = 2
+    max_name_chars: int = 48
+    naming_diversity: float = 0.5
     max_quote_chars: int = 100
     naming_texts_per_cluster: int = 100
 
@@ -88,6 +90,8 @@ class PipelineConfig:
             ),
             keywords_per_cluster=settings.keywords_per_cluster,
             name_keywords=settings.name_keywords,
+            max_name_chars=settings.max_name_chars,
+            naming_diversity=settings.naming_diversity,
             max_quote_chars=settings.max_quote_chars,
             naming_texts_per_cluster=settings.naming_texts_per_cluster,
         )
@@ -158,10 +162,12 @@ def by_size(labels: IntArray, n_clusters: int) -> IntArray:
 class ClusteringPipeline:
     def __init__(self, config: PipelineConfig | None = None, namer: Namer | None = None) -> None:
         self.config = config or PipelineConfig()
-        self.namer: Namer = namer or KeywordNamer(
+        self.namer: Namer = namer or PhraseNamer(
             keywords_per_cluster=self.config.keywords_per_cluster,
-            name_keywords=self.config.name_keywords,
+            name_phrases=self.config.name_keywords,
             max_quote_chars=self.config.max_quote_chars,
+            diversity=self.config.naming_diversity,
+            max_name_chars=self.config.max_name_chars,
         )
 
     def run(
@@ -329,8 +335,8 @@ class ClusteringPipeline:
         vectors: FloatArray,
         texts: Sequence[str],
     ) -> None:
-        """Names every node from the texts of (at most ``naming_texts_per_cluster``) most central
-        members of each base cluster; ``texts`` and ``vectors`` are the reported conversations'."""
+        """Names every node from the texts and vectors of (at most ``naming_texts_per_cluster``) most
+        central members of each base cluster; ``texts`` and ``vectors`` are the reported conversations'."""
         if not nodes:
             return
         node_by_id = {node.id: node for node in nodes}
@@ -359,7 +365,9 @@ class ClusteringPipeline:
                     for c in range(len(members))
                 ]
             )
-        labels_by_id = self.namer.name([texts[int(i)][:NAMING_TEXT_CHARS] for i in sample], levels)
+        labels_by_id = self.namer.name(
+            [texts[int(i)][:NAMING_TEXT_CHARS] for i in sample], sample_vectors, levels
+        )
         for node in nodes:
             label = labels_by_id[node.id]
             node.name, node.description, node.keywords = label.name, label.description, list(label.keywords)

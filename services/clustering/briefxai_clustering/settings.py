@@ -82,8 +82,23 @@ class ClusteringSettings(ServiceSettings):
     )
 
     # -- naming -----------------------------------------------------------------------------------------
-    keywords_per_cluster: int = Field(default=8, ge=1, le=50, description="c-TF-IDF keywords reported.")
-    name_keywords: int = Field(default=3, ge=1, le=6, description="Keywords joined into a cluster name.")
+    keywords_per_cluster: int = Field(default=8, ge=1, le=50, description="Keyword phrases reported.")
+    name_keywords: int = Field(
+        default=2, ge=1, le=6, description="Most keyword phrases joined into a cluster name (' · ')."
+    )
+    max_name_chars: int = Field(
+        default=48,
+        ge=8,
+        le=200,
+        description="A phrase after the first joins a name only while the name stays this short.",
+    )
+    naming_diversity: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Maximal marginal relevance weight of novelty when keyword phrases are picked: 0 ranks "
+        "by relevance to the cluster alone, 1 by difference from the phrases already picked.",
+    )
     max_quote_chars: int = Field(
         default=100, ge=0, description="Length of the central member's text quoted in a description."
     )
