@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import settings
 
 from tests.support.fake_openai import FakeOpenAI
+
+# Tests assert no timings, and hypothesis' per-example deadline is one: on a loaded 2-core machine it
+# failed examples that were merely slow.
+settings.register_profile("briefxai", deadline=None)
+settings.load_profile("briefxai")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from briefxai_gateway.embed_text import embed_text, naming_text, truncate
+from briefxai_gateway.embed_text import CHARS_PER_TOKEN_BOUND, char_budget, embed_text, naming_text, truncate
 from briefxai_gateway.models import Conversation, EmbedTextMode, FacetValue, Message
 
 
@@ -22,20 +22,27 @@ CHAT = conv(
 )
 
 
-def test_conversation_mode_prefixes_roles_and_skips_system_and_tool() -> None:
+def test_conversation_mode_joins_turns_without_role_prefixes_and_skips_system_and_tool() -> None:
     text = embed_text(CHAT, EmbedTextMode.CONVERSATION, 1200).text
-    assert text == (
-        "User: How do I reset my password?\n"
-        "Assistant: Open settings and click reset.\n"
-        "User: It says the link expired."
-    )
+    assert text == ("How do I reset my password?\nOpen settings and click reset.\nIt says the link expired.")
+
+
+def test_empty_turns_add_no_blank_lines() -> None:
+    chat = conv(("user", "   "), ("assistant", "Hello"), ("user", "Refund please"))
+    assert embed_text(chat, EmbedTextMode.CONVERSATION, 100).text == "Hello\nRefund please"
+
+
+def test_char_budget_follows_the_token_budget_within_the_service_limit() -> None:
+    assert char_budget(64) == 64 * CHARS_PER_TOKEN_BOUND
+    assert char_budget(64, max_chars_per_text=100) == 100
+    assert char_budget(64, max_chars_per_text=0) == 64 * CHARS_PER_TOKEN_BOUND
 
 
 def test_conversation_mode_respects_the_budget_at_a_word_boundary() -> None:
     long = conv(("user", "word " * 1000), ("assistant", "answer"))
     text = embed_text(long, EmbedTextMode.CONVERSATION, 100).text
     assert len(text) <= 100
-    assert text.startswith("User: word word")
+    assert text.startswith("word word")
     assert text.endswith("word")
 
 
@@ -67,7 +74,7 @@ def test_no_user_turn_falls_back_to_first_message() -> None:
     for mode in EmbedTextMode:
         assert embed_text(only_system, mode, 100).text == "Hello there"
     only_assistant = conv(("assistant", "Hi"))
-    assert embed_text(only_assistant, EmbedTextMode.CONVERSATION, 100).text == "Assistant: Hi"
+    assert embed_text(only_assistant, EmbedTextMode.CONVERSATION, 100).text == "Hi"
     assert embed_text(only_assistant, EmbedTextMode.USER_MESSAGES, 100).text == "Hi"
 
 

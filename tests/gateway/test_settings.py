@@ -20,7 +20,7 @@ def test_defaults() -> None:
     assert settings.clustering_address == "localhost:50054"
     assert settings.clustering_deadline_seconds > settings.embedding_deadline_seconds
     assert settings.max_conversations_per_analysis == 200_000
-    assert settings.embed_char_budget == 1200
+    assert settings.defaults.embed_token_budget == 64
     assert settings.defaults.embed_text is EmbedTextMode.CONVERSATION
 
 

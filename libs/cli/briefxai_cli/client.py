@@ -99,6 +99,7 @@ def build_options(
     min_users: int = 0,
     seed: int = 0,
     embed_text: str | None = None,
+    embed_tokens: int = 0,
     facets: Sequence[str] = (),
     display_name: str = "",
 ) -> gateway_pb2.AnalysisOptions:
@@ -111,6 +112,7 @@ def build_options(
         seed=seed,
         embed_text=EMBED_TEXT[embed_text] if embed_text else gateway_pb2.EMBED_TEXT_UNSPECIFIED,
         display_name=display_name,
+        embed_token_budget=embed_tokens,
     )
 
 

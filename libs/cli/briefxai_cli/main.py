@@ -136,6 +136,13 @@ def analysis_options(func: Callable[P, R]) -> Callable[P, R]:
             help="Text embedded per conversation: whole conversation (default), user turns, first user "
             "message, or the extracted request summary.",
         ),
+        click.option(
+            "--embed-tokens",
+            type=click.IntRange(0, 8192),
+            default=0,
+            help="Model tokens that represent a conversation (the cost of embedding it); 0 = the "
+            "gateway's default (64).",
+        ),
         click.option("--facets", default="", help="Comma-separated facet names; default: all."),
         click.option("--name", "display_name", default="", help="Display name shown in listings."),
         click.option(
@@ -161,6 +168,7 @@ def options_from(params: dict[str, Any]) -> gateway_pb2.AnalysisOptions:
         min_users=params["min_users"],
         seed=params["seed"],
         embed_text=params["embed_text"],
+        embed_tokens=params.get("embed_tokens") or 0,
         facets=facets,
         display_name=params.get("display_name") or "",
     )

@@ -6,6 +6,7 @@ markers); an empty *request* is rejected.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +16,12 @@ from briefxai_embedding import metrics
 from briefxai_embedding.backends import EmbeddingBackend, EmbedResult
 from briefxai_embedding.batching import BatchPolicy, MicroBatcher
 from briefxai_embedding.cache import EmbeddingCache
+from briefxai_embedding.onnx_export import bundled_model_path
+from briefxai_embedding.token_cut import TokenCutter
 
 MAX_REPORTED_VIOLATIONS = 10
+# Backends that run the packaged all-MiniLM-L6-v2 here, so that max_tokens cuts by its own tokenizer.
+PACKAGED_MODEL_BACKENDS = frozenset({"onnx", "sentence-transformers"})
 
 
 @dataclass(frozen=True)
@@ -82,10 +87,15 @@ class Embedder:
         self.limits = limits
         self.owns_backend = owns_backend  # False: the caller loads and closes a shared backend
         self.batcher = MicroBatcher(backend, policy, cache)
+        self.cutter = TokenCutter()  # characters per token until start() loads the model's tokenizer
         self.ready = False
 
     async def start(self) -> None:
         await self.backend.load()
+        if self.backend.backend in PACKAGED_MODEL_BACKENDS:
+            self.cutter = await asyncio.to_thread(
+                TokenCutter.from_file, bundled_model_path() / "tokenizer.json"
+            )
         self.batcher.start()
         self.ready = True
 
@@ -107,18 +117,28 @@ class Embedder:
             max_chars_per_text=self.limits.max_chars_per_text,
         )
 
-    async def embed(self, texts: Sequence[str], where: str = "") -> EmbedResult:
-        """Raises InvalidArgument for a batch over the limits, Unavailable while the model loads."""
+    async def embed(self, texts: Sequence[str], where: str = "", max_tokens: int = 0) -> EmbedResult:
+        """Vectors of ``texts``, each cut after ``max_tokens`` model tokens first (0: the model's own
+        limit). Raises InvalidArgument for a batch over the limits, Unavailable while the model loads."""
         validate_texts(texts, self.limits, where)
         if not self.ready:
             raise Unavailable("the embedding model is still loading; retry shortly")
         backend = self.backend.backend
         started = time.perf_counter()
+        cut_flags: list[bool] = []
+        if max_tokens > 0:
+            texts, cut_flags = await asyncio.to_thread(self.cutter.cut, texts, max_tokens)
         try:
             result = await self.batcher.embed(texts)
         except ServiceError as error:
             metrics.FAILURES.labels(backend, error.code_name).inc()
             raise
+        if any(cut_flags):
+            result = EmbedResult(
+                vectors=result.vectors,
+                token_counts=result.token_counts,
+                truncated=[a or b for a, b in zip(result.truncated, cut_flags, strict=True)],
+            )
         metrics.DURATION.labels(backend).observe(time.perf_counter() - started)
         metrics.TEXTS.labels(backend).inc(len(result))
         return result

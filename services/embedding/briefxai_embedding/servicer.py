@@ -29,7 +29,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     async def EmbedTexts(
         self, request: embedding_pb2.EmbedTextsRequest, context: Context
     ) -> embedding_pb2.EmbedTextsResponse:
-        result = await self.embedder.embed(list(request.texts))
+        result = await self.embedder.embed(list(request.texts), max_tokens=request.max_tokens)
         return embedding_pb2.EmbedTextsResponse(
             vectors=packed(result),
             token_counts=result.token_counts,
@@ -48,7 +48,9 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         chunk_index = 0
         async for chunk in request_iterator:
             texts = list(chunk.texts)
-            result = await self.embedder.embed(texts, where=f"stream chunk {chunk_index} (offset {offset})")
+            result = await self.embedder.embed(
+                texts, where=f"stream chunk {chunk_index} (offset {offset})", max_tokens=chunk.max_tokens
+            )
             yield embedding_pb2.StreamEmbedTextsResponse(
                 offset=offset,
                 vectors=packed(result),

@@ -214,7 +214,8 @@ class GrpcEmbeddingClient:
             )
         return self._info
 
-    async def embed(self, texts: Sequence[str]) -> EmbeddedBatch:
+    async def embed(self, texts: Sequence[str], max_tokens: int = 0) -> EmbeddedBatch:
+        """Vectors of ``texts``, each cut at ``max_tokens`` model tokens (0 = the model's maximum)."""
         info = await self.model_info()
         step = max(1, info.max_texts_per_request)
         parts: list[bytes] = []
@@ -224,7 +225,9 @@ class GrpcEmbeddingClient:
         for start in range(0, len(texts), step):
             chunk = list(texts[start : start + step])
             response = await self.downstream.call(
-                self._stub.EmbedTexts, embedding_pb2.EmbedTextsRequest(texts=chunk), self._deadline
+                self._stub.EmbedTexts,
+                embedding_pb2.EmbedTextsRequest(texts=chunk, max_tokens=max_tokens),
+                self._deadline,
             )
             vectors = response.vectors
             if vectors.count != len(chunk) or len(vectors.data) != vectors.count * vectors.dim * 4:

@@ -111,6 +111,7 @@ def options_from_pb(message: gateway_pb2.AnalysisOptions) -> tuple[AnalysisOptio
         seed=message.seed,
         embed_text=EMBED_TEXT_FROM_PB.get(embed_value, EmbedTextMode.CONVERSATION),
         display_name=message.display_name,
+        embed_token_budget=message.embed_token_budget,
     )
     return options, embed_value in EMBED_TEXT_FROM_PB, known
 
@@ -125,6 +126,7 @@ def options_to_pb(options: AnalysisOptions) -> gateway_pb2.AnalysisOptions:
         seed=options.seed,
         embed_text=EMBED_TEXT_TO_PB[options.embed_text],
         display_name=options.display_name,
+        embed_token_budget=options.embed_token_budget,
     )
 
 

@@ -63,8 +63,8 @@ class FacetsClient(Protocol):
 class EmbeddingClient(Protocol):
     async def model_info(self) -> EmbeddingModelInfo: ...
 
-    async def embed(self, texts: Sequence[str]) -> EmbeddedBatch:
-        """One vector per text, in order, packed."""
+    async def embed(self, texts: Sequence[str], max_tokens: int = 0) -> EmbeddedBatch:
+        """One vector per text, in order, packed; each text cut at ``max_tokens`` model tokens."""
         ...
 
 

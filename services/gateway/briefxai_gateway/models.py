@@ -103,6 +103,8 @@ class AnalysisOptions:
     seed: int = 0
     embed_text: EmbedTextMode = EmbedTextMode.CONVERSATION
     display_name: str = ""
+    # Tokens per embedded text; 0 on analyses stored before the option existed (the setting applies).
+    embed_token_budget: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -114,6 +116,7 @@ class AnalysisOptions:
             "seed": self.seed,
             "embed_text": self.embed_text.value,
             "display_name": self.display_name,
+            "embed_token_budget": self.embed_token_budget,
         }
 
     @classmethod
@@ -128,6 +131,7 @@ class AnalysisOptions:
             seed=_int(data.get("seed")),
             embed_text=EmbedTextMode(str(data.get("embed_text", EmbedTextMode.CONVERSATION.value))),
             display_name=str(data.get("display_name", "")),
+            embed_token_budget=_int(data.get("embed_token_budget")),
         )
 
 

@@ -34,7 +34,8 @@ from briefxai_common.memory import release_free_memory
 from . import metrics
 from .distributions import DistributionBuilder
 from .downstream import DownstreamError, Downstreams
-from .embed_text import embed_text, naming_text
+from .embed_text import TextBudget, char_budget, embed_text, naming_text
+from .languages import flag_languages
 from .models import (
     Analysis,
     AnalysisState,
@@ -137,9 +138,8 @@ class Pipeline:
     async def _run(self, analysis: Analysis, live: LiveProgress) -> None:
         definitions = await self._definitions(analysis)
         info = await self.clients.embedding.model_info()
-        budget = self.settings.embed_char_budget
-        if info.max_chars_per_text:
-            budget = min(budget, info.max_chars_per_text)
+        tokens = analysis.options.embed_token_budget or self.settings.defaults.embed_token_budget
+        budget = TextBudget(tokens, char_budget(tokens, info.max_chars_per_text))
         await self._batches(analysis, live, budget)
         release_free_memory()  # the batches' buffers, before the clustering input is read
         output = await self._cluster(analysis, live)
@@ -178,7 +178,7 @@ class Pipeline:
             live.stage = Stage.CLUSTER
         self.hub.notify(analysis.id)
 
-    async def _batches(self, analysis: Analysis, live: LiveProgress, budget: int) -> None:
+    async def _batches(self, analysis: Analysis, live: LiveProgress, budget: TextBudget) -> None:
         done = await in_thread(self.store.done_batches, analysis.id)
         batches = math.ceil(analysis.conversation_count / analysis.batch_size)
 
@@ -231,7 +231,7 @@ class Pipeline:
         need_facets: bool,
         need_embed: bool,
         facet_names: Sequence[str],
-        budget: int,
+        budget: TextBudget,
     ) -> None:
         start, end = self._bounds(analysis, batch)
         conversations = await in_thread(self.store.load_conversations, analysis.id, start, end)
@@ -289,17 +289,17 @@ class Pipeline:
         start: int,
         conversations: Sequence[Conversation],
         values: Sequence[Sequence[FacetValue]] | None,
-        budget: int,
+        budget: TextBudget,
     ) -> None:
         began = time.perf_counter()
         mode = analysis.options.embed_text
         texts: list[str] = []
         fallbacks = 0
         for index, conversation in enumerate(conversations):
-            chosen = embed_text(conversation, mode, budget, values[index] if values is not None else ())
+            chosen = embed_text(conversation, mode, budget.chars, values[index] if values is not None else ())
             texts.append(chosen.text)
             fallbacks += int(chosen.fallback)
-        embedded = await self.clients.embedding.embed(texts)
+        embedded = await self.clients.embedding.embed(texts, budget.tokens)
         if embedded.vectors.count != len(conversations):
             raise PipelineError(
                 f"embedding returned {embedded.vectors.count} vectors for {len(conversations)} texts"
@@ -399,6 +399,7 @@ class Pipeline:
             if ordinal < len(cluster_of):
                 builder.add(cluster_of[ordinal], facet, text, number)
         distributions = builder.build(output.clusters)
+        flag_languages(output.clusters, distributions)
         withheld_count = output.withheld_count or sum(1 for row in rows if row.withheld)
         meta = {
             "k": output.k,

@@ -18,6 +18,7 @@ from .settings import AnalysisDefaults, GatewaySettings
 
 MAX_REPORTED_VIOLATIONS = 20
 MAX_DISPLAY_NAME_CHARS = 256
+MAX_EMBED_TOKEN_BUDGET = 8192
 MAX_REQUEST_ID_CHARS = 128
 MAX_USER_ID_CHARS = 256
 # Clustering needs at least two vectors.
@@ -158,6 +159,10 @@ def resolve_options(
         violations.add(
             f"{prefix}.hierarchy_depth", f"must be at most {limits.max_hierarchy_depth} (0 = default)"
         )
+    if raw.embed_token_budget > MAX_EMBED_TOKEN_BUDGET:
+        violations.add(
+            f"{prefix}.embed_token_budget", f"must be at most {MAX_EMBED_TOKEN_BUDGET} (0 = default)"
+        )
     if len(raw.display_name) > MAX_DISPLAY_NAME_CHARS:
         violations.add(f"{prefix}.display_name", f"must be at most {MAX_DISPLAY_NAME_CHARS} characters")
     facets = list(raw.facets) if raw.facets else list(defaults.facets)
@@ -183,6 +188,7 @@ def resolve_options(
         seed=raw.seed or defaults.seed,
         embed_text=embed_text,
         display_name=raw.display_name,
+        embed_token_budget=raw.embed_token_budget or defaults.embed_token_budget,
     )
 
 

@@ -16,7 +16,7 @@ class EmbedResult:
 
     - ``vectors``: float32 array of shape ``(n, dim)``.
     - ``token_counts``: tokens the model saw per text (after truncation); 0 where the backend cannot tell.
-    - ``truncated``: True where the text was cut at the model's ``max_tokens``.
+    - ``truncated``: True where the text was cut (at the model's ``max_tokens``, or at the caller's).
     """
 
     vectors: npt.NDArray[np.float32]

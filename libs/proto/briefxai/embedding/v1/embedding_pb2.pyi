@@ -8,10 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbedTextsRequest(_message.Message):
-    __slots__ = ("texts",)
+    __slots__ = ("texts", "max_tokens")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_tokens: int
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
 class EmbedTextsResponse(_message.Message):
     __slots__ = ("vectors", "token_counts", "truncated", "model")
@@ -26,10 +28,12 @@ class EmbedTextsResponse(_message.Message):
     def __init__(self, vectors: _Optional[_Union[_common_pb2.PackedVectors, _Mapping]] = ..., token_counts: _Optional[_Iterable[int]] = ..., truncated: _Optional[_Iterable[bool]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class StreamEmbedTextsRequest(_message.Message):
-    __slots__ = ("texts",)
+    __slots__ = ("texts", "max_tokens")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_tokens: int
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
 class StreamEmbedTextsResponse(_message.Message):
     __slots__ = ("offset", "vectors", "token_counts", "truncated")

@@ -55,7 +55,7 @@ EMBED_TEXT_FIRST_USER_MESSAGE: EmbedText
 EMBED_TEXT_REQUEST_SUMMARY: EmbedText
 
 class AnalysisOptions(_message.Message):
-    __slots__ = ("facets", "k", "hierarchy_depth", "min_cluster_size", "min_distinct_users", "seed", "embed_text", "display_name")
+    __slots__ = ("facets", "k", "hierarchy_depth", "min_cluster_size", "min_distinct_users", "seed", "embed_text", "display_name", "embed_token_budget")
     FACETS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     HIERARCHY_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class AnalysisOptions(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     EMBED_TEXT_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    EMBED_TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     facets: _containers.RepeatedScalarFieldContainer[str]
     k: int
     hierarchy_depth: int
@@ -72,7 +73,8 @@ class AnalysisOptions(_message.Message):
     seed: int
     embed_text: EmbedText
     display_name: str
-    def __init__(self, facets: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., hierarchy_depth: _Optional[int] = ..., min_cluster_size: _Optional[int] = ..., min_distinct_users: _Optional[int] = ..., seed: _Optional[int] = ..., embed_text: _Optional[_Union[EmbedText, str]] = ..., display_name: _Optional[str] = ...) -> None: ...
+    embed_token_budget: int
+    def __init__(self, facets: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., hierarchy_depth: _Optional[int] = ..., min_cluster_size: _Optional[int] = ..., min_distinct_users: _Optional[int] = ..., seed: _Optional[int] = ..., embed_text: _Optional[_Union[EmbedText, str]] = ..., display_name: _Optional[str] = ..., embed_token_budget: _Optional[int] = ...) -> None: ...
 
 class StageProgress(_message.Message):
     __slots__ = ("stage", "done", "total")
