@@ -10,12 +10,13 @@ export GRPC_VERBOSITY ?= ERROR
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install protos check-protos run up test test-fast lint bench bench-smoke helm-lint clean
+.PHONY: install protos check-protos run up test test-fast lint bench bench-smoke quality helm-lint clean
 
 install: $(VENV)/.installed
 
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build.
-# The ONNX int8 export of the packaged model is built locally once (no hub), for the default backend.
+# The ONNX export of the packaged model (int8, activation scales calibrated on the bundled sample
+# conversations) is built locally once (no hub, no network), for the default backend.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
@@ -61,6 +62,10 @@ bench: install
 
 bench-smoke: install
 	$(BIN)/python -m benchmarks.run --smoke
+
+# Re-measures the analysis defaults on the real dev chats and the sample: writes docs/quality.md.
+quality: install
+	$(BIN)/python -m benchmarks.quality
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,13 +1,16 @@
-"""Throughput and memory of the local embedding backends: torch fp32, ONNX fp32, ONNX int8.
+"""Throughput and memory of the local embedding backends: torch fp32, ONNX fp32, ONNX int8 (dynamic
+quantization) and ONNX int8-static (calibrated activation scales, the service's default).
 
 ``python -m benchmarks.embedding_backends [--texts 1000] [--batch-sizes 32 64 128] [--out FILE]``
 
 Each (backend, batch size) runs in a fresh process: RSS is read after the model loads, one warm-up
 batch runs, then ``--repeats`` timed passes embed all texts through the backend's own ``embed`` (the
-tokenizing, length-sorting and batching the service does). Texts are ~30 words (25-35) drawn from a
-fixed word list with a fixed seed. Vectors of the last pass are kept to compare backends: the mean
-cosine of each ONNX variant against torch fp32. Prints a JSON report (and writes it with ``--out``);
-it asserts nothing. The ONNX exports are built first when missing (their time is reported).
+tokenizing, length-sorting and batching the service does; the ONNX backends with the service's
+default ``batch_tokens`` and ``onnx_parallel_runs``). Texts are ~30 words (25-35) drawn from a fixed word
+list with a fixed seed. Vectors of the last pass are kept to compare backends: the mean cosine of each
+ONNX variant against torch fp32, and of each int8 variant against ONNX fp32. Prints a JSON report (and
+writes it with ``--out``); it asserts nothing. The ONNX exports are built first when missing (their time
+is reported).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 from briefxai_embedding.backends.base import EmbeddingBackend
 
-BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
+BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static")
 WORD_LIST = (
     "account access after again agent answer app ask assistant bank bill book booking bug build call "
     "cancel card change chart check city clear client code company computer confirm contract cost "
@@ -73,10 +76,18 @@ def _make_backend(name: str, batch_size: int, threads: int) -> EmbeddingBackend:
 
         return SentenceTransformersBackend(batch_size=batch_size, torch_threads=threads)
     from briefxai_embedding.backends.onnx import OnnxBackend
+    from briefxai_embedding.onnx_export import PRECISIONS
+    from briefxai_embedding.settings import EmbeddingSettings
 
-    if name == "onnx-int8":
-        return OnnxBackend(precision="int8", batch_size=batch_size, intra_op_threads=threads)
-    return OnnxBackend(precision="fp32", batch_size=batch_size, intra_op_threads=threads)
+    precision = next(p for p in PRECISIONS if name == f"onnx-{p}")
+    defaults = EmbeddingSettings.model_fields
+    return OnnxBackend(
+        precision=precision,
+        batch_size=batch_size,
+        batch_tokens=defaults["batch_tokens"].default,
+        intra_op_threads=threads,
+        parallel_runs=defaults["onnx_parallel_runs"].default,
+    )
 
 
 async def _worker(name: str, batch_size: int, threads: int, texts: list[str], repeats: int) -> dict[str, Any]:
@@ -119,12 +130,9 @@ def _run_worker(args: argparse.Namespace) -> None:
 
 def _export_seconds() -> dict[str, float]:
     """Builds the default ONNX exports if missing; returns how long each build took (0 when cached)."""
-    from briefxai_embedding.onnx_export import export_model
+    from briefxai_embedding.onnx_export import PRECISIONS, export_model
 
-    return {
-        "int8": round(export_model(precision="int8").seconds, 1),
-        "fp32": round(export_model(precision="fp32").seconds, 1),
-    }
+    return {precision: round(export_model(precision=precision).seconds, 1) for precision in PRECISIONS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,11 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         if reference is not None and not key.startswith("torch-fp32"):
             cosines[f"{key} vs torch-fp32"] = round(float(np.mean(np.sum(value * reference, axis=1))), 4)
     for batch_size in args.batch_sizes:
-        int8, fp32 = vectors.get(f"onnx-int8-{batch_size}"), vectors.get(f"onnx-fp32-{batch_size}")
-        if int8 is not None and fp32 is not None:
-            cosines[f"onnx-int8-{batch_size} vs onnx-fp32"] = round(
-                float(np.mean(np.sum(int8 * fp32, axis=1))), 4
-            )
+        fp32 = vectors.get(f"onnx-fp32-{batch_size}")
+        for name in ("onnx-int8", "onnx-int8-static"):
+            int8 = vectors.get(f"{name}-{batch_size}")
+            if int8 is not None and fp32 is not None:
+                cosines[f"{name}-{batch_size} vs onnx-fp32"] = round(
+                    float(np.mean(np.sum(int8 * fp32, axis=1))), 4
+                )
     report = {
         "texts": args.texts,
         "words_per_text": "25-35",

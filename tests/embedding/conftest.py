@@ -1,4 +1,4 @@
-"""Fixtures for the embedding tests: the local model is loaded once per test session."""
+"""Fixtures for the embedding tests: the local models are loaded once per test session."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from briefxai_embedding.backends.onnx import OnnxBackend
 from briefxai_embedding.backends.sentence_transformers import SentenceTransformersBackend
 
 
@@ -17,6 +18,17 @@ def local_backend() -> Iterator[SentenceTransformersBackend]:
     Its worker thread does not belong to any event loop, so tests on their own loops can all use it.
     """
     backend = SentenceTransformersBackend(batch_size=32, torch_threads=2)
+    asyncio.run(backend.load())
+    yield backend
+    asyncio.run(backend.close())
+
+
+@pytest.fixture(scope="session")
+def default_onnx_backend() -> Iterator[OnnxBackend]:
+    """The service's default ONNX model (int8 with static activation scales, two single-threaded passes
+    at once) from the default cache directory, which ``make install`` fills (else it is built on first
+    use); shared, tests must not close it."""
+    backend = OnnxBackend(batch_size=16, batch_tokens=256, intra_op_threads=2, parallel_runs=2)
     asyncio.run(backend.load())
     yield backend
     asyncio.run(backend.close())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import grpc
@@ -331,19 +331,6 @@ async def test_embedder_keeps_validation_and_loading_errors(backend: RecordingBa
 # --- the real service on the ONNX backend ---------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def onnx_fp32_backend() -> Iterator[OnnxBackend]:
-    """The fp32 export in the default cache directory (built on first use); shared, tests must not close it.
-
-    fp32 rather than int8: int8's dynamic quantization scales each forward pass by its whole padded
-    batch, so a text's int8 vector depends on its batch mates; fp32's does not.
-    """
-    backend = OnnxBackend(precision="fp32", batch_size=16, intra_op_threads=2)
-    asyncio.run(backend.load())
-    yield backend
-    asyncio.run(backend.close())
-
-
 async def serve(backend: OnnxBackend, **overrides: object) -> RunningService:
     values: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -358,9 +345,9 @@ async def serve(backend: OnnxBackend, **overrides: object) -> RunningService:
 
 @pytest.fixture
 async def grpc_stub(
-    onnx_fp32_backend: OnnxBackend,
+    default_onnx_backend: OnnxBackend,
 ) -> AsyncIterator[embedding_pb2_grpc.EmbeddingServiceAsyncStub]:
-    running = await serve(onnx_fp32_backend)
+    running = await serve(default_onnx_backend)
     try:
         async with grpc.aio.insecure_channel(running.address) as channel:
             yield cast(
@@ -375,9 +362,11 @@ def vectors_of(reply: embedding_pb2.EmbedTextsResponse) -> npt.NDArray[np.float3
     return unpack_vectors(reply.vectors.data, reply.vectors.dim, reply.vectors.count)
 
 
-async def test_concurrent_grpc_calls_merge_and_match_one_whole_call(onnx_fp32_backend: OnnxBackend) -> None:
+async def test_concurrent_grpc_calls_merge_and_match_one_whole_call(
+    default_onnx_backend: OnnxBackend,
+) -> None:
     texts = VARIED[:32]
-    running = await serve(onnx_fp32_backend, cache_max_mb=0)  # both rounds computed, none cached
+    running = await serve(default_onnx_backend, cache_max_mb=0)  # both rounds computed, none cached
     try:
         async with grpc.aio.insecure_channel(running.address) as channel:
             stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,19 +19,6 @@ ENTRY_SIZE = DIM * 4 + ENTRY_OVERHEAD_BYTES
 
 def entry(value: float, token_count: int = 3, truncated: bool = False) -> CachedEmbedding:
     return CachedEmbedding(np.full(DIM, value, dtype=np.float32).tobytes(), token_count, truncated)
-
-
-@pytest.fixture(scope="session")
-def onnx_fp32_backend() -> Iterator[OnnxBackend]:
-    """The fp32 export in the default cache directory (built on first use); shared, tests must not close it.
-
-    fp32 rather than int8: int8's dynamic quantization scales each forward pass by its whole padded
-    batch, so a text's int8 vector depends on its batch mates; fp32's does not.
-    """
-    backend = OnnxBackend(precision="fp32", batch_size=16, intra_op_threads=2)
-    asyncio.run(backend.load())
-    yield backend
-    asyncio.run(backend.close())
 
 
 def test_key_is_the_16_byte_blake2b_digest_of_the_utf8_text() -> None:
@@ -113,13 +98,13 @@ def test_negative_bound_is_rejected() -> None:
 
 
 async def test_cached_vectors_are_bit_identical_to_a_fresh_onnx_embedding(
-    onnx_fp32_backend: OnnxBackend,
+    default_onnx_backend: OnnxBackend,
 ) -> None:
     texts = VARIED[:6]
-    fresh = [await onnx_fp32_backend.embed([text]) for text in texts]
+    fresh = [await default_onnx_backend.embed([text]) for text in texts]
     cache = EmbeddingCache(max_bytes=1024 * 1024)
     embedder = Embedder(
-        onnx_fp32_backend,
+        default_onnx_backend,
         Limits(max_texts_per_request=16, max_chars_per_text=1000),
         owns_backend=False,
         policy=BatchPolicy(wait_seconds=0),

@@ -38,6 +38,7 @@ def test_defaults() -> None:
     )
     assert settings.torch_threads == 0
     assert settings.resolved_torch_threads() == len(os.sched_getaffinity(0))
+    assert (settings.onnx_precision, settings.onnx_parallel_runs) == ("int8-static", 0)
     assert settings.openai.api_key_env == "OPENAI_API_KEY"
     assert settings.openai.dimensions is None
 
@@ -65,6 +66,8 @@ def test_yaml_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ({"backend": "tpu"}, "embedding.backend"),
         ({"batch_size": 0}, "embedding.batch_size"),
+        ({"onnx_precision": "int4"}, "embedding.onnx_precision"),
+        ({"onnx_parallel_runs": -1}, "embedding.onnx_parallel_runs"),
         ({"max_texts_per_request": 0}, "embedding.max_texts_per_request"),
         ({"openai": {"timeout_seconds": 0}}, "embedding.openai.timeout_seconds"),
         ({"openai": {"unknown": 1}}, "embedding.openai.unknown"),
@@ -80,6 +83,13 @@ def test_create_backend_picks_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(onnx, OnnxBackend)
     assert onnx.backend == "onnx"
     assert onnx.memory_arena is True
+    assert (onnx.precision, onnx.intra_op_threads, onnx.parallel_runs) == ("int8-static", 1, 1)
+    two_lanes = create_backend(EmbeddingSettings.load(torch_threads=2, onnx_parallel_runs=0))
+    assert isinstance(two_lanes, OnnxBackend)
+    assert (two_lanes.intra_op_threads, two_lanes.parallel_runs) == (2, 2)
+    dynamic = create_backend(EmbeddingSettings.load(onnx_precision="int8", onnx_parallel_runs=1))
+    assert isinstance(dynamic, OnnxBackend)
+    assert (dynamic.precision, dynamic.parallel_runs) == ("int8", 1)
     no_arena = create_backend(EmbeddingSettings.load(onnx_memory_arena=False))
     assert isinstance(no_arena, OnnxBackend)
     assert no_arena.memory_arena is False

@@ -1,6 +1,6 @@
 """Embedding backends behind one interface (:class:`EmbeddingBackend`); ``create_backend`` picks one.
 
-A new backend (for example ONNX Runtime) is one new module here plus one branch in ``create_backend``.
+A new backend is one new module here plus one branch in ``create_backend``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
             batch_size=settings.batch_size,
             batch_tokens=settings.batch_tokens,
             intra_op_threads=settings.resolved_torch_threads(),
+            parallel_runs=settings.onnx_parallel_runs,
             memory_arena=settings.onnx_memory_arena,
         )
     if settings.backend == "openai":

