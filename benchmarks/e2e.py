@@ -1,6 +1,6 @@
 """Sections 4-6: end-to-end analyses through the gateway, all four services as real processes.
 
-The CLI's supervisor starts the suite on free ports with the embedded defaults (ONNX int8 embeddings,
+The CLI's supervisor starts the suite on free ports with the embedded defaults (ONNX int8-static embeddings,
 heuristic facets, SQLite store in a temporary folder); the CLI's client sends sample conversations,
 either streamed (``UploadAnalysis``, batches of up to 1,000) or inline (one ``CreateAnalysis``), and
 follows ``WatchAnalysis`` to the end. A run's time is from the first byte sent to SUCCEEDED; the
@@ -8,6 +8,11 @@ results are then read back (every page) and the analysis deleted. During each ru
 service (and its children) is sampled every 0.5 s and its CPU seconds counted; each streamed run is
 profiled with py-spy when it is installed (10 Hz, non-blocking). Stage timings come from the watch stream
 (when each stage finished) and from the gateway's ``briefxai_stage_seconds`` metric.
+
+:func:`real_chats` is the same measured run on real human chats (``benchmarks.dev_data``), repeated to
+the size asked for, on a suite of its own started with the embedding cache off: the copies' texts are
+computed again, as new chats would be (only identical texts in one merged batch are shared, and the
+dedupe counter says how many).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from benchmarks.common import (
     service_pids,
 )
 from benchmarks.common import channel as open_channel
+from benchmarks.dev_data import DevSetUnavailable, as_records, load_dev_set, repeated
 from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from briefxai.gateway.v1 import gateway_pb2
 from briefxai_cli.client import GatewayClient, build_options, stage_name, state_name
@@ -47,6 +53,10 @@ EMBEDDING_COUNTERS = {
 # Run variants besides the cold runs on the defaults.
 WARM_CACHE = "the same conversations again (embedding cache warm)"
 CHEAP_TEXT = "embed_text first_user_message"
+REAL_CHATS = "real chats (dev set repeated, embedding cache off)"
+# The suite of the real-chat run: the vector cache is keyed by text, so repeated chats would be free.
+CACHE_OFF_ENV = {"BRIEFXAI_EMBEDDING_CACHE_MAX_MB": "0"}
+REAL_WARM_UP = 50  # generated conversations through the fresh suite before the measured run
 
 
 def _scrape(port: int) -> Any:
@@ -291,3 +301,72 @@ def run(
                 report["concurrent"] = concurrent_analyses(suite, client, count, size)
     report["sizes_run"] = sorted({row["conversations"] for row in report["runs"]})
     return report
+
+
+def model_work(row: dict[str, Any]) -> dict[str, Any]:
+    """What the model really computed in a measured run, from the embedding service's counters."""
+    metrics = row.get("embedding_metrics") or {}
+    requested = float(metrics.get("texts_requested", 0.0))
+    reused = float(metrics.get("cache_hits", 0.0)) + float(metrics.get("deduplicated", 0.0))
+    computed = requested - reused
+    tokens = float(metrics.get("tokens_computed", 0.0))
+    conversations = int(row["conversations"])
+    return {
+        "texts_computed": round(computed),
+        "texts_reused": round(reused),
+        "tokens_per_conversation": round(tokens / conversations, 1) if conversations else 0.0,
+        "tokens_per_computed_text": round(tokens / computed, 1) if computed else 0.0,
+        "tokens_per_second": round(tokens / float(row["seconds"]), 1) if row.get("seconds") else 0.0,
+    }
+
+
+def real_chats(total: int, *, py_spy: str | None) -> dict[str, Any]:
+    """``total`` real dev-set chats (cycled, each copy with its own ids) streamed through a fresh suite
+    whose embedding cache is off, after a small generated warm-up; one measured run as in :func:`run`.
+
+    Returns ``{"unavailable": reason, ...}`` when the dev set cannot be built here (no ``shared/``
+    beside the repository, or no chitchat-dataset package): that is reported, not a failure."""
+    try:
+        dev = load_dev_set()
+    except DevSetUnavailable as exc:
+        print(f"  e2e real chats: not run, {exc}", file=sys.stderr, flush=True)
+        return {"unavailable": str(exc), "conversations_requested": total}
+    records = as_records(repeated(dev, total))
+    began = time.perf_counter()
+    with running_services(SERVICES, extra_env=CACHE_OFF_ENV) as suite:
+        ready = round(time.perf_counter() - began, 1)
+        model = embedding_model(suite)
+        with GatewayClient(suite.gateway_address, timeout=600.0) as client:
+            print(
+                f"  e2e real chats: warm-up ({REAL_WARM_UP} generated conversations) ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            one_analysis(
+                client,
+                conversation_records(REAL_WARM_UP, SEED + 200),
+                stream=True,
+                label="bench-warm-up-real",
+            )
+            row = measured_run(suite, client, records, stream=True, py_spy=py_spy, variant=REAL_CHATS)
+    row.update(model_work(row))
+    row.update(
+        {
+            "source": "BYU Chit Chat dev set (benchmarks.dev_data, reserved ids left out)",
+            "dev_set_chats": len(dev),
+            "unique_conversations": min(total, len(dev)),
+            "copies": -(-total // len(dev)),
+            "embedding_cache": "off (" + ", ".join(f"{k}={v}" for k, v in CACHE_OFF_ENV.items()) + ")",
+            "embedding_model": model,
+            "suite_ready_seconds": ready,
+        }
+    )
+    print(
+        f"  e2e real chats: {row['conversations']:,} conversations ({row['unique_conversations']:,} real "
+        f"chats x{row['copies']}), {row['conversations_per_second']} conv/s, "
+        f"{row['tokens_per_conversation']} tokens/conversation computed, "
+        f"{row['texts_computed']:,} texts computed / {row['texts_reused']:,} deduplicated or cached",
+        file=sys.stderr,
+        flush=True,
+    )
+    return row

@@ -1,7 +1,7 @@
 """Section 7: what the embedded text costs and buys: tokens, in-process speed and cluster quality.
 
 The end-to-end rate on the defaults is the embedding model's rate, and that model's cost grows with the
-tokens it reads. This section measures, for each embed-text mode and character budget the gateway
+tokens it reads. This section measures, for each embed-text mode and token budget the gateway
 offers, the mean tokens per conversation, the default backend's in-process rate on those texts, and
 the agreement (AMI) of the clustering service's base clusters with the topic labels of a labelled
 generated set (``briefxai_cli.sampledata``, a seed no other section uses), averaged over clustering
@@ -27,17 +27,16 @@ from typing import Any
 from benchmarks.common import REPO
 
 DATA_SEED = 7
-# (mode, character budget): the default first, then shorter conversation cuts, then cheaper modes.
+# (mode, token budget): the default first, then other conversation cuts, then cheaper modes.
 SETTINGS: tuple[tuple[str, int], ...] = (
-    ("conversation", 1200),
-    ("conversation", 400),
-    ("conversation", 300),
-    ("conversation", 200),
-    ("user_messages", 1200),
-    ("user_messages", 150),
-    ("first_user_message", 1200),
+    ("conversation", 64),
+    ("conversation", 32),
+    ("conversation", 128),
+    ("conversation", 256),
+    ("user_messages", 64),
+    ("first_user_message", 64),
 )
-SMOKE_SETTINGS: tuple[tuple[str, int], ...] = (("conversation", 1200), ("first_user_message", 1200))
+SMOKE_SETTINGS: tuple[tuple[str, int], ...] = (("conversation", 64), ("first_user_message", 64))
 
 
 def measure(conversations: int, seeds: int, settings: Sequence[tuple[str, int]]) -> dict[str, Any]:
@@ -48,8 +47,10 @@ def measure(conversations: int, seeds: int, settings: Sequence[tuple[str, int]])
     from briefxai_clustering.pipeline import ClusteringPipeline, PipelineConfig
     from briefxai_clustering.settings import ClusteringSettings
     from briefxai_embedding.backends import create_backend
+    from briefxai_embedding.onnx_export import bundled_model_path
     from briefxai_embedding.settings import EmbeddingSettings
-    from briefxai_gateway.embed_text import embed_text
+    from briefxai_embedding.token_cut import TokenCutter
+    from briefxai_gateway.embed_text import char_budget, embed_text
     from briefxai_gateway.models import Conversation, EmbedTextMode, Message
 
     items = list(iter_conversations(conversations, DATA_SEED))
@@ -65,6 +66,7 @@ def measure(conversations: int, seeds: int, settings: Sequence[tuple[str, int]])
     ids = [c.id for c in parsed]
     user_ids = [c.user_id for c in parsed]
     embedding_settings = EmbeddingSettings.load()
+    cutter = TokenCutter.from_file(bundled_model_path() / "tokenizer.json")
     pipeline = ClusteringPipeline(PipelineConfig.from_settings(ClusteringSettings.load()))
     n_labels = len(set(labels))
 
@@ -74,7 +76,8 @@ def measure(conversations: int, seeds: int, settings: Sequence[tuple[str, int]])
         try:
             rows = []
             for mode, budget in settings:
-                texts = [embed_text(c, EmbedTextMode(mode), budget).text for c in parsed]
+                texts = [embed_text(c, EmbedTextMode(mode), char_budget(budget)).text for c in parsed]
+                texts = cutter.cut(texts, budget)[0]
                 await backend.embed(texts[:32])  # warm-up
                 began = time.perf_counter()
                 result = await backend.embed(texts)
@@ -82,7 +85,7 @@ def measure(conversations: int, seeds: int, settings: Sequence[tuple[str, int]])
                 rows.append(
                     {
                         "mode": mode,
-                        "char_budget": budget,
+                        "token_budget": budget,
                         "mean_chars": round(statistics.fmean(len(t) for t in texts), 1),
                         "mean_tokens": round(statistics.fmean(result.token_counts), 1),
                         "texts_per_second": round(len(texts) / seconds, 1),
@@ -131,7 +134,7 @@ def run(conversations: int, seeds: int, smoke: bool) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     for row in report["rows"]:
         print(
-            f"  embed text {row['mode']}/{row['char_budget']}: {row['mean_tokens']} tokens, "
+            f"  embed text {row['mode']}/{row['token_budget']}: {row['mean_tokens']} tokens, "
             f"{row['texts_per_second']} texts/s, AMI {row['ami_auto_k']} (auto k)",
             file=sys.stderr,
             flush=True,

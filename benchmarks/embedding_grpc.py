@@ -37,11 +37,15 @@ from briefxai_embedding.settings import EmbeddingSettings
 
 # Benchmark names (as in benchmarks.embedding_backends) -> the embedding service's settings.
 SERVICE_ENV: dict[str, dict[str, str]] = {
+    "onnx-int8-static": {
+        "BRIEFXAI_EMBEDDING_BACKEND": "onnx",
+        "BRIEFXAI_EMBEDDING_ONNX_PRECISION": "int8-static",
+    },
     "onnx-int8": {"BRIEFXAI_EMBEDDING_BACKEND": "onnx", "BRIEFXAI_EMBEDDING_ONNX_PRECISION": "int8"},
     "onnx-fp32": {"BRIEFXAI_EMBEDDING_BACKEND": "onnx", "BRIEFXAI_EMBEDDING_ONNX_PRECISION": "fp32"},
     "torch-fp32": {"BRIEFXAI_EMBEDDING_BACKEND": "local"},
 }
-DEFAULT_BACKEND = "onnx-int8"  # the embedding service's default: backend onnx, precision int8
+DEFAULT_BACKEND = "onnx-int8-static"  # the embedding service's default: backend onnx, int8-static
 DEFAULT_BATCH_SIZE = EmbeddingSettings.model_fields["batch_size"].default  # the service's default
 GATEWAY_BATCH = 256  # the gateway's default batch_size (texts per EmbedTexts call)
 GATEWAY_IN_FLIGHT = 2  # the gateway's default embedding_max_concurrent_calls
@@ -188,13 +192,17 @@ def overhead_percent(in_process_rate: float, grpc_rate: float) -> float:
 
 
 def conversation_texts(records: Sequence[ConversationRecord]) -> list[str]:
-    """What the gateway embeds for each conversation by default (its embed_text, its default budget)."""
-    from briefxai_gateway.embed_text import embed_text
+    """What the gateway embeds for each conversation by default (its embed_text and token budget, cut
+    as the embedding service cuts it)."""
+    from briefxai_embedding.onnx_export import bundled_model_path
+    from briefxai_embedding.token_cut import TokenCutter
+    from briefxai_gateway.embed_text import char_budget, embed_text
     from briefxai_gateway.models import Conversation, EmbedTextMode, Message
     from briefxai_gateway.settings import GatewaySettings
 
     settings = GatewaySettings.load()  # the gateway's defaults (and any BRIEFXAI_GATEWAY_* override)
-    budget, mode = settings.embed_char_budget, EmbedTextMode(settings.defaults.embed_text)
+    tokens, mode = settings.defaults.embed_token_budget, EmbedTextMode(settings.defaults.embed_text)
+    budget = char_budget(tokens)
     texts = []
     for record in records:
         conversation = Conversation(
@@ -204,7 +212,7 @@ def conversation_texts(records: Sequence[ConversationRecord]) -> list[str]:
             metadata=dict(record.metadata),
         )
         texts.append(embed_text(conversation, mode, budget).text)
-    return texts
+    return TokenCutter.from_file(bundled_model_path() / "tokenizer.json").cut(texts, tokens)[0]
 
 
 def conversation_in_process(texts: list[str], repeats: int, threads: int) -> dict[str, Any]:

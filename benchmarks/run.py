@@ -7,10 +7,12 @@
 Sections: 1 embedding (per backend and batch size, in-process and over gRPC), 2 facets (heuristic, and
 LLM-bound against the fake OpenAI server), 3 clustering (1k/10k/100k x 384), 4-6 end to end through the
 gateway with every service as a process (streamed vs inline, a re-run on a warm cache, a cheaper embedded
-text, several analyses at once, peak RSS per service, scaling), 7 (`text`) what the embedded text costs:
-tokens, speed and cluster quality per embed-text mode and budget. Targets are printed next to the figures with, for each one missed, a likely cause
-from stage timings, CPU seconds per service and (when installed) py-spy. Nothing here asserts a timing:
-the exit status is 0 unless a section fails.
+text, several analyses at once, peak RSS per service, scaling), 4b (`e2e-real`) end to end on real human
+chats (the dev set of ``benchmarks.dev_data`` repeated to ~10k on a suite with the embedding cache off;
+reported as not measured, not failed, where the dev set cannot be built), 7 (`text`) what the embedded
+text costs: tokens, speed and cluster quality per embed-text mode and budget. Targets are printed next to
+the figures with, for each one missed, a likely cause from stage timings, CPU seconds per service and
+(when installed) py-spy. Nothing here asserts a timing: the exit status is 0 unless a section fails.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ from benchmarks.report import evaluate_targets, render_markdown
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
-SECTIONS = ("embedding", "facets", "clustering", "e2e", "text")
+SECTIONS = ("embedding", "facets", "clustering", "e2e", "e2e-real", "text")
 FULL_SIZES = (1_000, 10_000, 100_000)
-BACKENDS = ("onnx-int8", "onnx-fp32", "torch-fp32")
+BACKENDS = ("onnx-int8-static", "onnx-int8", "onnx-fp32", "torch-fp32")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Plan:
     e2e_inline_max: int = 10_000
     e2e_concurrent: tuple[int, int] = (3, 1000)
     e2e_budget_minutes: float = 45.0
+    e2e_real_chats: int = 10_000  # real dev-set chats end to end (repeated past the 2,873 there are)
     text_conversations: int = 2000
     text_seeds: int = 5
     py_spy: str | None = None
@@ -83,6 +86,7 @@ SMOKE = Plan(
     e2e_inline_max=200,
     e2e_concurrent=(3, 50),
     e2e_budget_minutes=60.0,
+    e2e_real_chats=300,
     text_conversations=200,
     text_seeds=1,
 )
@@ -97,6 +101,13 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 10:
         raise argparse.ArgumentTypeError("sizes must be at least 10")
     return sizes
+
+
+def _count(text: str) -> int:
+    sizes = _sizes(text)
+    if len(sizes) != 1:
+        raise argparse.ArgumentTypeError(f"one number expected: {text!r}")
+    return sizes[0]
 
 
 def _names(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
@@ -128,6 +139,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
         type=float,
         help="skip an e2e size whose run is estimated (from the previous size) to exceed this",
     )
+    parser.add_argument(
+        "--real-chats",
+        type=_count,
+        metavar="N",
+        help="conversations in the real-chat end-to-end run (the dev set repeated to N)",
+    )
     parser.add_argument("--py-spy", help="py-spy binary (default: $PY_SPY or py-spy on PATH, if any)")
     parser.add_argument(
         "--note", action="append", default=[], help="a line for the report (e.g. why a size was not run)"
@@ -155,6 +172,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
         changes["embed_backends"] = args.backends
     if args.batch_sizes:
         changes["embed_batch_sizes"] = args.batch_sizes
+    if args.real_chats:
+        changes["e2e_real_chats"] = args.real_chats
     if args.e2e_budget_minutes is not None:
         changes["e2e_budget_minutes"] = args.e2e_budget_minutes
     if args.smoke:
@@ -209,6 +228,9 @@ def not_run(plan: Plan, results: dict[str, Any]) -> list[str]:
             for n in FULL_SIZES:
                 if n not in plan.clustering_sizes:
                     lines.append(f"clustering at {n:,}: not requested (`--clustering-sizes`/`--sizes`)")
+    real = results.get("e2e-real") or {}
+    if "unavailable" in real:
+        lines.append(f"end to end on real chats: the dev set could not be built ({real['unavailable']})")
     if plan.py_spy is None and "e2e" in plan.sections:
         lines.append("py-spy profile: py-spy not installed (pass `--py-spy PATH` or set `PY_SPY`)")
     for section, error in results.get("errors", {}).items():
@@ -274,6 +296,11 @@ def run_sections(plan: Plan, results: dict[str, Any]) -> None:
             py_spy=plan.py_spy,
         )
 
+    def e2e_real() -> Any:
+        from benchmarks import e2e as e2e_bench
+
+        return e2e_bench.real_chats(plan.e2e_real_chats, py_spy=plan.py_spy)
+
     def text() -> Any:
         from benchmarks import embed_text_bench
 
@@ -283,6 +310,7 @@ def run_sections(plan: Plan, results: dict[str, Any]) -> None:
     section("facets", facets)
     section("clustering", clustering)
     section("e2e", e2e)
+    section("e2e-real", e2e_real)
     section("text", text)
     if not results["errors"]:
         del results["errors"]
