@@ -2,7 +2,7 @@
 
 The default embedding model (all-MiniLM-L6-v2) is English-only: it maps text of other languages by
 surface form, so conversations in Portuguese, Spanish or French end up together by language rather than
-by topic, and their keyword names read as stop words of that language. The ``language`` facet (what the
+by topic, and their names read as fragments of that language. The ``language`` facet (what the
 user wrote, ISO 639-1) tells the analyst what such a cluster is: a cluster in which at least
 ``NON_ENGLISH_SHARE`` of the conversations with a known language are not English gets its language in
 front of its name ("Portuguese: ...", or "Mixed languages (es, pt): ..." when no one language holds
