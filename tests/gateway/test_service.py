@@ -378,3 +378,29 @@ async def test_metrics_count_stages_and_states(start_gateway: GatewayFactory) ->
         assert metric_value("briefxai_conversations_processed_total", {"stage": stage.value}) == value + 12
     assert metric_value("briefxai_analyses_total", {"state": "succeeded"}) == succeeded + 1
     assert metric_value("briefxai_stage_seconds_count", {"stage": "facets"}) >= 2
+
+
+async def test_the_token_budget_reaches_the_model(start_gateway: GatewayFactory) -> None:
+    """Each conversation is embedded as at most ``embed_token_budget`` model tokens ([CLS]/[SEP] included)."""
+    long_turn = " ".join(f"word{i} about shipping delays and refunds" for i in range(40))
+    convs = [
+        common_pb2.Conversation(
+            id=f"long-{index}",
+            user_id=f"user-{index % 4}",
+            messages=[
+                common_pb2.Message(role=common_pb2.ROLE_USER, content=f"Case {index}-budget: {long_turn}"),
+                common_pb2.Message(role=common_pb2.ROLE_ASSISTANT, content=long_turn),
+            ],
+        )
+        for index in range(12)
+    ]
+    gw = await start_gateway()
+    labels = {"backend": "onnx"}
+    tokens_before = metric_value("briefxai_embedding_tokens_total", labels)
+    created = await create(gw, convs, k=2, seed=3, embed_token_budget=16)
+    assert created.options.embed_token_budget == 16
+    assert (await gw.wait(created.id))[-1].state == SUCCEEDED
+    assert metric_value("briefxai_embedding_tokens_total", labels) - tokens_before == 12 * 16
+
+    default = await create(gw, conversations(6), k=2, seed=3)
+    assert default.options.embed_token_budget == gw.settings.defaults.embed_token_budget == 64
