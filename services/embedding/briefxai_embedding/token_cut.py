@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from briefxai_common.text import truncate
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 CHARS_PER_TOKEN = 4  # English text averages ~4 characters per token in GPT-style and WordPiece tokenizers
-# A character cut may step back to the last space if that loses no more than this share of it.
-WORD_BOUNDARY_SLACK = 0.2
 
 
 class TokenCutter:
@@ -54,7 +54,8 @@ class TokenCutter:
         if max_tokens <= 0:
             return list(texts), [False] * len(texts)
         if self._tokenizer is None:
-            return _cut_chars(texts, max_tokens * CHARS_PER_TOKEN)
+            cut = [truncate(text, max_tokens * CHARS_PER_TOKEN) for text in texts]
+            return cut, [c != t for c, t in zip(cut, texts, strict=True)]
         room = max(1, max_tokens - self._special)
         out: list[str] = []
         flags: list[bool] = []
@@ -68,20 +69,3 @@ class TokenCutter:
                 out.append(text[: encoding.offsets[room - 1][1]])
                 flags.append(True)
         return out, flags
-
-
-def _cut_chars(texts: Sequence[str], limit: int) -> tuple[list[str], list[bool]]:
-    out: list[str] = []
-    flags: list[bool] = []
-    for text in texts:
-        if len(text) <= limit:
-            out.append(text)
-            flags.append(False)
-            continue
-        cut = text[:limit]
-        space = cut.rfind(" ")
-        if space >= limit * (1 - WORD_BOUNDARY_SLACK):
-            cut = cut[:space]
-        out.append(cut.rstrip())
-        flags.append(True)
-    return out, flags

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from briefxai_common.text import truncate
+
 from .models import Conversation, EmbedTextMode, FacetValue, Message
 
 CONVERSATION_ROLES = frozenset({"user", "assistant"})
@@ -33,8 +35,6 @@ REQUEST_FACET = "request"
 # Characters sent per token of budget: English averages ~4.5 characters per WordPiece token, so this
 # leaves the exact cut to the embedding service's tokenizer for all but text of very long words.
 CHARS_PER_TOKEN_BOUND = 8
-# A cut may step back to the last space if that loses no more than this share of the budget.
-_WORD_BOUNDARY_SLACK = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +60,6 @@ def collapse(text: str, budget: int) -> str:
     """Whitespace runs become one space; reads only as much of ``text`` as the budget can use."""
     # Collapsing never lengthens text, so twice the budget is plenty to fill it.
     return " ".join(text[: max(budget, 0) * 2 + 16].split())
-
-
-def truncate(text: str, budget: int) -> str:
-    """Cuts ``text`` to at most ``budget`` characters, at a word boundary when one is close."""
-    if budget <= 0:
-        return ""
-    if len(text) <= budget:
-        return text
-    cut = text[:budget]
-    space = cut.rfind(" ")
-    if space >= budget * (1 - _WORD_BOUNDARY_SLACK):
-        cut = cut[:space]
-    return cut.rstrip()
 
 
 def _first_user_message(messages: Sequence[Message]) -> Message | None:
