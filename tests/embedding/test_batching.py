@@ -47,6 +47,7 @@ class RecordingBackend:
     dim = DIM
     max_tokens = 8
     normalized = False
+    tokenizer_file = None
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []

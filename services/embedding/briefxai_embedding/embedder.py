@@ -16,12 +16,9 @@ from briefxai_embedding import metrics
 from briefxai_embedding.backends import EmbeddingBackend, EmbedResult
 from briefxai_embedding.batching import BatchPolicy, MicroBatcher
 from briefxai_embedding.cache import EmbeddingCache
-from briefxai_embedding.onnx_export import bundled_model_path
 from briefxai_embedding.token_cut import TokenCutter
 
 MAX_REPORTED_VIOLATIONS = 10
-# Backends that run the packaged all-MiniLM-L6-v2 here, so that max_tokens cuts by its own tokenizer.
-PACKAGED_MODEL_BACKENDS = frozenset({"onnx", "sentence-transformers"})
 
 
 @dataclass(frozen=True)
@@ -92,10 +89,8 @@ class Embedder:
 
     async def start(self) -> None:
         await self.backend.load()
-        if self.backend.backend in PACKAGED_MODEL_BACKENDS:
-            self.cutter = await asyncio.to_thread(
-                TokenCutter.from_file, bundled_model_path() / "tokenizer.json"
-            )
+        if self.backend.tokenizer_file is not None:
+            self.cutter = await asyncio.to_thread(TokenCutter.from_file, self.backend.tokenizer_file)
         self.batcher.start()
         self.ready = True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -42,6 +43,8 @@ class EmbeddingBackend(Protocol):
     Attributes describe the model for GetModelInfo: ``model`` (for example
     "sentence-transformers/all-MiniLM-L6-v2"), ``backend`` ("sentence-transformers", "onnx", "openai"),
     ``dim`` (0 until known), ``max_tokens`` (0 when unknown) and ``normalized`` (vectors have unit length).
+    ``tokenizer_file`` is the model's ``tokenizer.json`` on this machine (None for a remote model), so that
+    texts can be cut by the model's own tokens.
 
     ``embed`` raises ``briefxai_common.errors.Unavailable`` for retryable faults of a dependency and
     ``FailedPrecondition`` when the backend is misconfigured or not loaded.
@@ -61,6 +64,9 @@ class EmbeddingBackend(Protocol):
 
     @property
     def normalized(self) -> bool: ...
+
+    @property
+    def tokenizer_file(self) -> Path | None: ...
 
     async def load(self) -> None: ...
 

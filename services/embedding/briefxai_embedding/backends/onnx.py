@@ -146,6 +146,7 @@ class OnnxBackend:
         self.model = model_name
         self.precision: Precision = precision
         self.model_dir = Path(model_dir).expanduser() if model_dir else default_export_dir(precision)
+        self.tokenizer_file: Path | None = self.model_dir / "tokenizer.json"
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.intra_op_threads = intra_op_threads or available_cpus()

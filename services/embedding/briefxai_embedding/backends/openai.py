@@ -59,6 +59,7 @@ class OpenAIBackend:
     backend = "openai"
     normalized = True
     max_tokens = 0
+    tokenizer_file = None  # the remote model's tokenizer does not run here
 
     def __init__(self, settings: OpenAIEmbeddingSettings, api_key: str) -> None:
         self.settings = settings

@@ -64,6 +64,7 @@ class SentenceTransformersBackend:
         self.batch_size = batch_size
         self.torch_threads = torch_threads
         self._model_path = model_path
+        self.tokenizer_file: Path | None = (model_path or bundled_model_path()) / "tokenizer.json"
         self._model: SentenceTransformer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.dim = 0
