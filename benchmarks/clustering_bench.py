@@ -1,6 +1,6 @@
 """Section 3: the clustering pipeline at n x 384 (base clusters, privacy, hierarchy, naming, 2-D map).
 
-The logic of ``tests/clustering/bench_clustering.py`` (same synthetic data: 60 planted topics, overlapping
+The logic of ``benchmarks/clustering_stages.py`` (same synthetic data: 60 planted topics, overlapping
 blobs, seed 7; same pipeline), but configured exactly as the clustering service is (its settings and
 server defaults for the request parameters), and one fresh process per size so that the process's peak
 RSS belongs to that size alone. UMAP's numba code is compiled (warmed up) before the timed run, as the

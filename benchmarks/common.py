@@ -27,8 +27,8 @@ import psutil
 from briefxai.common.v1 import common_pb2
 from briefxai_cli.client import to_proto
 from briefxai_cli.inputs import ConversationRecord, Message
-from briefxai_cli.sampledata import iter_conversations
 from briefxai_cli.supervisor import Suite, SuitePlan, plan_suite
+from briefxai_sampledata import iter_conversations
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024

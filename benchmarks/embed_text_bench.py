@@ -4,7 +4,7 @@ The end-to-end rate on the defaults is the embedding model's rate, and that mode
 tokens it reads. This section measures, for each embed-text mode and token budget the gateway
 offers, the mean tokens per conversation, the default backend's in-process rate on those texts, and
 the agreement (AMI) of the clustering service's base clusters with the topic labels of a labelled
-generated set (``briefxai_cli.sampledata``, a seed no other section uses), averaged over clustering
+generated set (``briefxai_sampledata``, a seed no other section uses), averaged over clustering
 seeds: once with the automatic k, once with k = the number of labels. The backend is the embedding
 service's default (its settings), the clustering pipeline is the service's, without the 2-D map and
 with the privacy thresholds at 1 so that every conversation is scored.
@@ -42,7 +42,6 @@ SMOKE_SETTINGS: tuple[tuple[str, int], ...] = (("conversation", 64), ("first_use
 def measure(conversations: int, seeds: int, settings: Sequence[tuple[str, int]]) -> dict[str, Any]:
     from sklearn.metrics import adjusted_mutual_info_score
 
-    from briefxai_cli.sampledata import iter_conversations
     from briefxai_clustering.model import ClusteringInput, ClusteringParams
     from briefxai_clustering.pipeline import ClusteringPipeline, PipelineConfig
     from briefxai_clustering.settings import ClusteringSettings
@@ -52,6 +51,7 @@ def measure(conversations: int, seeds: int, settings: Sequence[tuple[str, int]])
     from briefxai_embedding.token_cut import TokenCutter
     from briefxai_gateway.embed_text import char_budget, embed_text
     from briefxai_gateway.models import Conversation, EmbedTextMode, Message
+    from briefxai_sampledata import iter_conversations
 
     items = list(iter_conversations(conversations, DATA_SEED))
     labels = [str(item["metadata"]["label"]) for item in items]

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-E2E_TARGET_RATE = 250.0  # conversations/s at 100k (generated), and on the real dev set repeated to ~10k
-REAL_CHATS_KEY = "e2e-real"  # the results key of the real-chat run (the section's name)
-REAL_CHATS_TARGET = "end to end on real chats"
-E2E_VS_EMBEDDING = 80.0  # % of the embedding backend's in-process throughput
-LLM_BOUND_PERCENT = 90.0
-RSS_LIMIT_MIB = 1.5e9 / 2**20  # the issue's 1.5 GB (1,430.5 MiB), all services together
-RSS_GOAL = f"<= 1.5 GB ({RSS_LIMIT_MIB:,.0f} MiB)"
-CLUSTERING_100K_SECONDS = 30.0
-SCALING_LIMIT = 11.0
+from benchmarks.targets import E2E_TARGET_RATE, REAL_CHATS_KEY, TARGETS, Target
+
 DEFAULT_BACKEND_LABEL = "onnx-int8-static at the service's default batch size"
 MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
 
@@ -182,196 +176,6 @@ def _real_chats_cause(run: Row) -> str:
     return _join(line, _e2e_cause(run))
 
 
-def _real_chats_measured(run: Row) -> str:
-    return (
-        f"{float(run['conversations_per_second']):,.1f} conv/s ({run['conversations']:,} conversations = "
-        f"{run['unique_conversations']:,} real chats x{run['copies']}, "
-        f"{_num(run.get('tokens_per_conversation'), 0)} tokens per conversation computed, cache off)"
-    )
-
-
-def _real_chats_targets(results: Row) -> tuple[Row, Row]:
-    """The real-chat rate and that run's peak RSS."""
-    real = results.get(REAL_CHATS_KEY)
-    goal = f">= {E2E_TARGET_RATE:g} conv/s"
-    rss_name = "peak RSS of all services (real chats run)"
-    if not real:
-        return (
-            target(REAL_CHATS_TARGET, goal, "not run", NOT_MEASURED),
-            target(rss_name, RSS_GOAL, "not run", NOT_MEASURED),
-        )
-    if "unavailable" in real:
-        why = f"dev set unavailable: {real['unavailable']}"
-        return target(REAL_CHATS_TARGET, goal, why, NOT_MEASURED), target(
-            rss_name, RSS_GOAL, "–", NOT_MEASURED
-        )
-    ok = float(real["conversations_per_second"]) >= E2E_TARGET_RATE
-    rate = target(
-        REAL_CHATS_TARGET,
-        goal,
-        _real_chats_measured(real),
-        _status(ok),
-        "" if ok else _real_chats_cause(real),
-    )
-    rss = _rss_target(rss_name, real, results)
-    if rss["cause"]:
-        rss["cause"] += " (in this run the vector cache was off: what it holds is not part of the figure)"
-    return rate, rss
-
-
-def _rss_target(name: str, run: Row, results: Row) -> Row:
-    peak = float(run["processes"]["peak_rss_total_mib"])
-    ok = peak <= RSS_LIMIT_MIB
-    # Each service when the sum peaked (older results only have each service's own peak).
-    per = run["processes"].get("rss_at_total_peak_mib") or run["processes"]["peak_rss_mib"]
-    split = ", ".join(f"{service} {mib:,.0f}" for service, mib in sorted(per.items(), key=lambda kv: -kv[1]))
-    return target(
-        name,
-        RSS_GOAL,
-        f"{peak:,.0f} MiB",
-        _status(ok),
-        "" if ok else _join(f"per service (MiB): {split}", _embedding_memory(results)),
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Targets
-
-
-def target(name: str, goal: str, measured: str, status: str, cause: str = "") -> Row:
-    return {"target": name, "goal": goal, "measured": measured, "status": status, "cause": cause}
-
-
-def _status(ok: bool) -> str:
-    return MET if ok else NOT_MET
-
-
-def evaluate_targets(results: Row) -> list[Row]:
-    rows: list[Row] = []
-    largest = largest_streamed(results)
-
-    run = streamed_at(results, 100_000)
-    if run is not None:
-        rate = float(run["conversations_per_second"])
-        ok = rate >= E2E_TARGET_RATE
-        rows.append(
-            target(
-                "end-to-end at 100k",
-                f">= {E2E_TARGET_RATE:g} conv/s",
-                f"{rate:,.1f} conv/s",
-                _status(ok),
-                "" if ok else _join(_embedding_ceiling(results), _e2e_cause(run)),
-            )
-        )
-    else:
-        seen = (
-            f"100k not run; {largest['conversations_per_second']:,.1f} conv/s at {_size(largest['conversations'])}"
-            if largest
-            else "no end-to-end run"
-        )
-        cause = ""
-        if largest is not None and float(largest["conversations_per_second"]) < E2E_TARGET_RATE:
-            cause = f"already below at {_size(largest['conversations'])}: " + _join(
-                _embedding_ceiling(results), _e2e_cause(largest)
-            )
-        rows.append(target("end-to-end at 100k", f">= {E2E_TARGET_RATE:g} conv/s", seen, NOT_MEASURED, cause))
-    real_rate, real_rss = _real_chats_targets(results)
-    rows.append(real_rate)
-
-    conv = results.get("embedding", {}).get("conversation_texts")
-    if largest is not None and conv:
-        reference = float(conv["in_process"]["texts_per_second_best"])
-        rate = float(largest["conversations_per_second"])
-        percent = 100.0 * rate / reference if reference else float("nan")
-        ok = percent >= E2E_VS_EMBEDDING
-        cause = ""
-        if not ok:
-            embed_alone = largest["conversations"] / reference if reference else float("nan")
-            pattern = conv["grpc"]["gateway_pattern"]["texts_per_second_best"]
-            cause = _join(
-                f"embedding alone needs {embed_alone:.0f} s of the {largest['seconds']:.0f} s run",
-                f"over gRPC in the gateway's pattern (256 texts a call, 2 in flight, each call length-sorted "
-                f"on its own) the same texts embed at {pattern:,.1f}/s ({100 * pattern / reference:.0f}%)",
-                _phases(largest),
-                _cpu_shares(largest),
-            )
-        rows.append(
-            target(
-                f"end-to-end vs embedding in-process ({_size(largest['conversations'])})",
-                f">= {E2E_VS_EMBEDDING:g}% of {conv['backend']} in-process",
-                f"{rate:,.1f} conv/s = {percent:.0f}% of {reference:,.1f} texts/s "
-                f"(same conversation texts, batch {conv['batch_size']})",
-                _status(ok),
-                cause,
-            )
-        )
-    else:
-        rows.append(
-            target("end-to-end vs embedding in-process", f">= {E2E_VS_EMBEDDING:g}%", "–", NOT_MEASURED)
-        )
-
-    for llm in results.get("facets", {}).get("llm", []):
-        percent = float(llm["percent_of_bound"])
-        ok = percent >= LLM_BOUND_PERCENT
-        cause = ""
-        if not ok:
-            cpu = llm.get("facets_service_cpu_seconds")
-            cores = f"{cpu / llm['seconds']:.2f} cores" if cpu is not None and llm["seconds"] else "?"
-            rate = float(llm["conversations_per_second"])
-            slot = llm["concurrency"] / rate if rate else float("nan")
-            cause = (
-                f"each of the {llm['concurrency']} slots took {1000 * slot:.0f} ms per conversation "
-                f"({1000 * (slot - llm['latency_seconds']):.0f} ms over the latency); "
-                f"at most {llm['max_requests_in_flight']} of {llm['concurrency']} requests were in flight; "
-                f"the facets service used {_num(cpu)} CPU-s in {llm['seconds']:.1f} s ({cores}), "
-                f"the fake server and client {_num(llm.get('bench_process_cpu_seconds'))} CPU-s"
-            )
-            if cpu is not None and llm["seconds"] and cpu / llm["seconds"] > 0.8:
-                cause += " - one event loop near a full core: CPU per request caps the rate"
-            frames = (llm.get("py_spy") or {}).get("facets", {}).get("top_leaf_frames") or []
-            if frames:
-                cause += "; py-spy, facets: " + "; ".join(f"`{name}` {share}%" for name, share in frames[:3])
-        rows.append(
-            target(
-                f"LLM-bound facets, concurrency {llm['concurrency']}",
-                f">= {LLM_BOUND_PERCENT:g}% of {llm['bound_per_second']:g}/s",
-                f"{llm['conversations_per_second']:,.1f} conv/s = {percent:.1f}%",
-                _status(ok),
-                cause,
-            )
-        )
-
-    if largest is not None:
-        rows.append(
-            _rss_target(f"peak RSS of all services ({_size(largest['conversations'])} run)", largest, results)
-        )
-    else:
-        rows.append(target("peak RSS of all services", RSS_GOAL, "–", NOT_MEASURED))
-    rows.append(real_rss)
-
-    clustering = clustering_at(results, 100_000)
-    if clustering is not None:
-        ok = clustering["seconds"] <= CLUSTERING_100K_SECONDS
-        stages = sorted(clustering["stage_seconds"].items(), key=lambda kv: -kv[1])
-        cause = "" if ok else "slowest stages: " + ", ".join(f"{s} {v:.1f} s" for s, v in stages[:3])
-        rows.append(
-            target(
-                "clustering 100k x 384 incl. hierarchy and map",
-                f"<= {CLUSTERING_100K_SECONDS:g} s",
-                f"{clustering['seconds']:.1f} s",
-                _status(ok),
-                cause,
-            )
-        )
-    else:
-        rows.append(
-            target("clustering 100k x 384", f"<= {CLUSTERING_100K_SECONDS:g} s", "100k not run", NOT_MEASURED)
-        )
-
-    rows.extend(_scaling_targets(results))
-    return rows
-
-
 def _embedding_memory(results: Row) -> str:
     conv = results.get("embedding", {}).get("conversation_texts")
     if not conv:
@@ -386,32 +190,215 @@ def _embedding_memory(results: Row) -> str:
     )
 
 
-def _scaling_targets(results: Row) -> list[Row]:
-    rows: list[Row] = []
-    big, small = streamed_at(results, 100_000), streamed_at(results, 10_000)
-    goal = f"<= {SCALING_LIMIT:g}"
-    if big is not None and small is not None:
-        ratio = big["seconds"] / small["seconds"]
-        ok = ratio <= SCALING_LIMIT
-        cause = ""
-        if not ok:
-            cause = _join(f"10k: {_phases(small)}", f"100k: {_phases(big)}")
-        rows.append(target("end-to-end time(100k)/time(10k)", goal, f"{ratio:.1f}", _status(ok), cause))
+def _cause_end_to_end(results: Row, run: Row) -> str:
+    return _join(_embedding_ceiling(results), _e2e_cause(run))
+
+
+def _cause_real_chats(results: Row, run: Row) -> str:
+    return _real_chats_cause(run)
+
+
+def _cause_versus_embedding(results: Row, run: Row) -> str:
+    conv = results["embedding"]["conversation_texts"]
+    reference = float(conv["in_process"]["texts_per_second_best"])
+    embed_alone = run["conversations"] / reference if reference else float("nan")
+    pattern = conv["grpc"]["gateway_pattern"]["texts_per_second_best"]
+    return _join(
+        f"embedding alone needs {embed_alone:.0f} s of the {run['seconds']:.0f} s run",
+        f"over gRPC in the gateway's pattern (256 texts a call, 2 in flight, each call length-sorted "
+        f"on its own) the same texts embed at {pattern:,.1f}/s ({100 * pattern / reference:.0f}%)",
+        _phases(run),
+        _cpu_shares(run),
+    )
+
+
+def _cause_llm_bound(results: Row, llm: Row) -> str:
+    cpu = llm.get("facets_service_cpu_seconds")
+    cores = f"{cpu / llm['seconds']:.2f} cores" if cpu is not None and llm["seconds"] else "?"
+    rate = float(llm["conversations_per_second"])
+    slot = llm["concurrency"] / rate if rate else float("nan")
+    cause = (
+        f"each of the {llm['concurrency']} slots took {1000 * slot:.0f} ms per conversation "
+        f"({1000 * (slot - llm['latency_seconds']):.0f} ms over the latency); "
+        f"at most {llm['max_requests_in_flight']} of {llm['concurrency']} requests were in flight; "
+        f"the facets service used {_num(cpu)} CPU-s in {llm['seconds']:.1f} s ({cores}), "
+        f"the fake server and client {_num(llm.get('bench_process_cpu_seconds'))} CPU-s"
+    )
+    if cpu is not None and llm["seconds"] and cpu / llm["seconds"] > 0.8:
+        cause += " - one event loop near a full core: CPU per request caps the rate"
+    frames = (llm.get("py_spy") or {}).get("facets", {}).get("top_leaf_frames") or []
+    if frames:
+        cause += "; py-spy, facets: " + "; ".join(f"`{name}` {share}%" for name, share in frames[:3])
+    return cause
+
+
+def _cause_rss(results: Row, run: Row) -> str:
+    # Each service when the sum peaked (older results only have each service's own peak).
+    per = run["processes"].get("rss_at_total_peak_mib") or run["processes"]["peak_rss_mib"]
+    split = ", ".join(f"{service} {mib:,.0f}" for service, mib in sorted(per.items(), key=lambda kv: -kv[1]))
+    return _join(f"per service (MiB): {split}", _embedding_memory(results))
+
+
+def _cause_rss_real_chats(results: Row, run: Row) -> str:
+    cause = _cause_rss(results, run)
+    return cause + " (in this run the vector cache was off: what it holds is not part of the figure)"
+
+
+def _cause_clustering(results: Row, run: Row) -> str:
+    stages = sorted(run["stage_seconds"].items(), key=lambda kv: -kv[1])
+    return "slowest stages: " + ", ".join(f"{s} {v:.1f} s" for s, v in stages[:3])
+
+
+def _cause_end_to_end_scaling(results: Row, big: Row) -> str:
+    small = streamed_at(results, 10_000)
+    assert small is not None
+    return _join(f"10k: {_phases(small)}", f"100k: {_phases(big)}")
+
+
+def _cause_clustering_scaling(results: Row, big: Row) -> str:
+    small = clustering_at(results, 10_000)
+    assert small is not None
+    ratios = {s: big["stage_seconds"][s] / v for s, v in small["stage_seconds"].items() if v >= 0.05}
+    worst = sorted(ratios.items(), key=lambda kv: -kv[1])[:3]
+    return "stage ratios 100k/10k: " + ", ".join(f"{s} {r:.0f}x" for s, r in worst)
+
+
+# The likely cause of a missed target (targets.Target.cause): (results, the run measured) -> one line.
+CAUSES: dict[str, Callable[[Row, Row], str]] = {
+    "end_to_end": _cause_end_to_end,
+    "real_chats": _cause_real_chats,
+    "versus_embedding": _cause_versus_embedding,
+    "llm_bound": _cause_llm_bound,
+    "rss": _cause_rss,
+    "rss_real_chats": _cause_rss_real_chats,
+    "clustering": _cause_clustering,
+    "end_to_end_scaling": _cause_end_to_end_scaling,
+    "clustering_scaling": _cause_clustering_scaling,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets (the table: benchmarks/targets.py)
+
+
+def target(name: str, goal: str, measured: str, status: str, cause: str = "") -> Row:
+    return {"target": name, "goal": goal, "measured": measured, "status": status, "cause": cause}
+
+
+def _status(ok: bool) -> str:
+    return MET if ok else NOT_MET
+
+
+def _walk(node: Any, keys: str) -> Any:
+    for key in keys.split(".") if keys else ():
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def resolve(results: Row, path: str) -> tuple[Any, Any]:
+    """``(value, run)`` at a metric path (see benchmarks.targets): ``run`` is what the path starts at."""
+    head, _, keys = path.partition(".")
+    kind, _, n = head.partition(":")
+    if not n:
+        run = results.get(head)
+    elif kind == "e2e":
+        run = largest_streamed(results) if n == "largest" else streamed_at(results, int(n))
+    elif kind == "clustering":
+        run = clustering_at(results, int(n))
     else:
-        rows.append(target("end-to-end time(100k)/time(10k)", goal, "100k or 10k not run", NOT_MEASURED))
-    big_c, small_c = clustering_at(results, 100_000), clustering_at(results, 10_000)
-    if big_c is not None and small_c is not None:
-        ratio = big_c["seconds"] / small_c["seconds"]
-        ok = ratio <= SCALING_LIMIT
-        cause = ""
-        if not ok:
-            ratios = {
-                s: big_c["stage_seconds"][s] / v for s, v in small_c["stage_seconds"].items() if v >= 0.05
-            }
-            worst = sorted(ratios.items(), key=lambda kv: -kv[1])[:3]
-            cause = "stage ratios 100k/10k: " + ", ".join(f"{s} {r:.0f}x" for s, r in worst)
-        rows.append(target("clustering time(100k)/time(10k)", goal, f"{ratio:.1f}", _status(ok), cause))
+        raise ValueError(f"unknown run {head!r} in the metric path {path!r}")
+    return _walk(run, keys), run
+
+
+def _readings(results: Row, path: str) -> list[tuple[Any, Any]]:
+    """``(value, run)`` pairs: one, or one per item of a ``[*]`` list."""
+    items, star, keys = path.partition("[*].")
+    if not star:
+        return [resolve(results, path)]
+    return [(_walk(item, keys), item) for item in resolve(results, items)[0] or ()]
+
+
+class _Wording(string.Formatter):
+    """``str.format`` in which a missing or None field reads "–"."""
+
+    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        try:
+            return super().get_field(field_name, args, kwargs)
+        except (KeyError, IndexError, TypeError):
+            return None, field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return "–" if value is None else super().format_field(value, format_spec)
+
+
+_WORDING = _Wording()
+
+
+class _At:
+    """``at[path]`` in a target's wording: the value at any metric path."""
+
+    def __init__(self, results: Row) -> None:
+        self.results = results
+
+    def __getitem__(self, path: str) -> Any:
+        return resolve(self.results, path)[0]
+
+
+def evaluate_targets(results: Row) -> list[Row]:
+    """One row per target of :data:`benchmarks.targets.TARGETS` (per item of a ``[*]`` metric), in order."""
+    rows: list[Row] = []
+    for spec in TARGETS:
+        for value, run in _readings(results, spec.metric):
+            row = _evaluate(spec, results, value, run)
+            if row is not None:
+                rows.append(row)
     return rows
+
+
+def _evaluate(spec: Target, results: Row, value: Any, run: Any) -> Row | None:
+    fields = {"compare": spec.compare, "threshold": spec.threshold, "unit": spec.unit, "at": _At(results)}
+
+    def say(template: str, source: Any, value: Any = None) -> str:
+        """``template`` filled in for the run ``source`` (None when there is none)."""
+        known = isinstance(source, dict)
+        size = _size(source["conversations"]) if known and "conversations" in source else None
+        reason = source.get("unavailable") if known else None
+        return _WORDING.format(template, **fields, value=value, row=source, size=size, reason=reason)
+
+    def met(value: Any) -> bool:
+        return float(value) >= spec.threshold if spec.compare == ">=" else float(value) <= spec.threshold
+
+    if value is not None and spec.per is not None:
+        value = _ratio(value, resolve(results, spec.per)[0], spec.scale)
+    if value is not None:
+        ok = met(value)
+        cause = "" if ok else CAUSES[spec.cause](results, run)
+        return target(
+            say(spec.name, run), say(spec.goal, run), say(spec.measured, run, value), _status(ok), cause
+        )
+
+    if spec.not_run is None:
+        return None
+    name = say(spec.not_run_name or spec.name, None)
+    goal = say(spec.not_run_goal or spec.goal, None)
+    if isinstance(run, dict) and "unavailable" in run:
+        return target(name, goal, say(spec.unavailable, run), NOT_MEASURED)
+    if spec.fallback is not None:
+        fallback, fallback_run = resolve(results, spec.fallback)
+        if fallback is not None:
+            cause = ""
+            if not met(fallback):
+                cause = say(spec.fallback_cause, fallback_run) + CAUSES[spec.cause](results, fallback_run)
+            measured = say(spec.fallback_measured, fallback_run, fallback)
+            return target(name, goal, measured, NOT_MEASURED, cause)
+    return target(name, goal, say(spec.not_run, None), NOT_MEASURED)
+
+
+def _ratio(value: Any, per: Any, scale: float) -> float | None:
+    """``scale * value / per``; None when ``per`` is missing, NaN when it is 0."""
+    if per is None:
+        return None
+    return scale * float(value) / float(per) if per else float("nan")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -682,7 +669,7 @@ def _e2e_section(results: Row) -> list[str]:
         "## 4. End to end through the gateway",
         "",
         "All four services as processes (the CLI's supervisor), embedded defaults, sample conversations "
-        "(`briefxai_cli.sampledata`); time from the first byte sent to SUCCEEDED. Each run on the defaults "
+        "(`briefxai_sampledata`); time from the first byte sent to SUCCEEDED. Each run on the defaults "
         "sends conversations the suite has not seen before (another seed per run); *run* names the two "
         "other kinds: the same conversations again, and the cheapest embedded text. *stages done at*: "
         "seconds from the start when facets / embed / clustering had finished (watch stream). *embedded / "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from briefxai_cli import sampledata
+import briefxai_sampledata as sampledata
 from briefxai_cli.main import cli
 from briefxai_cli.supervisor import free_ports
 

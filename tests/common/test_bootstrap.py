@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 from pydantic_settings import SettingsConfigDict
 
 from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from briefxai_common.bootstrap import RunningService, Service, start_service
 from briefxai_common.config import ServiceSettings
 from briefxai_common.errors import InvalidArgument
+from tests.support.errors import field_violations
+from tests.support.http import http_get
+from tests.support.ports import free_port
+from tests.support.services import assert_serving
 
 EMBEDDING_SERVICE = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
 
@@ -59,27 +59,8 @@ async def running() -> AsyncIterator[RunningService]:
     await service.stop(grace=0)
 
 
-def http_get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 async def test_health_is_serving_for_overall_and_service(running: RunningService) -> None:
-    async with grpc.aio.insecure_channel(running.address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for name in ("", EMBEDDING_SERVICE):
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    await assert_serving(running.address, EMBEDDING_SERVICE)
 
 
 async def test_not_serving_while_starting_then_serving() -> None:
@@ -120,11 +101,7 @@ async def test_invalid_argument_carries_field_violation_and_service_keeps_servin
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["0", "bad"]))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        status = rpc_status.from_call(caught.value)
-        assert status is not None
-        bad_request = error_details_pb2.BadRequest()
-        assert status.details[0].Unpack(bad_request)
-        assert bad_request.field_violations[0].field == "texts[1]"
+        assert field_violations(caught.value)[0][0] == "texts[1]"
         reply = await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["0"]))
         assert reply.model == "probe"
 

@@ -21,12 +21,13 @@ from prometheus_client import REGISTRY
 from sklearn.cluster import KMeans
 
 from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-from briefxai_cli.sampledata import iter_conversations
 from briefxai_common.bootstrap import RunningService, start_service
 from briefxai_common.vectors import unpack_vectors
 from briefxai_embedding.server import build_service
 from briefxai_embedding.settings import EmbeddingSettings
+from briefxai_sampledata import iter_conversations
 from tests.embedding.sentences import TOPICS, VARIED
+from tests.support.services import local_settings
 
 SAME = 0.99999  # the least cosine between two vectors of one text that count as the same
 Vectors = npt.NDArray[np.float32]
@@ -44,16 +45,8 @@ def corpus() -> list[str]:
 
 async def start(**overrides: Any) -> RunningService:
     """A service that loads its own default ONNX backend, as a fresh process would."""
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "grpc_port": 0,
-        "http_port": 0,
-        "grace_period_seconds": 1,
-        "cache_max_mb": 0,
-        "batch_wait_ms": 5.0,
-    }
-    values.update(overrides)
-    return await start_service(build_service(EmbeddingSettings.load(**values)))
+    settings = local_settings(EmbeddingSettings, **{"cache_max_mb": 0, "batch_wait_ms": 5.0, **overrides})
+    return await start_service(build_service(settings))
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def assert_same_vectors(got: np.ndarray, expected: np.ndarray) -> None:
 
 @pytest.fixture(scope="session")
 def onnx_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnnxBackend]:
-    """Loaded once and shared, like ``local_backend``; tests must not close it.
+    """Loaded once and shared, like ``torch_backend``; tests must not close it.
 
     Its directory starts empty, so ``load`` exports the model first (in a child process), as on the
     first start on a fresh machine.
@@ -99,7 +99,7 @@ def test_load_exports_model_tokenizer_calibration_and_manifest(int8_export: Expo
     assert spec["quantization"]["weight_type"] == "QInt8"
     assert spec["quantization"]["per_channel"] is True
     calibration = spec["quantization"]["calibration"]
-    assert calibration["source"] == "briefxai_cli.sampledata.iter_conversations"
+    assert calibration["source"] == "briefxai_sampledata.iter_conversations"
     assert len(calibration["texts_sha256"]) == 64
     assert set(spec["versions"]) == {"torch", "transformers", "onnx", "onnxruntime"}
     assert manifest["files"][MODEL_FILE]["bytes"] == (int8_export.path / MODEL_FILE).stat().st_size
@@ -246,11 +246,11 @@ async def test_vectors_match_the_torch_model(
     precision: str,
     onnx_backend: OnnxBackend,
     dynamic_int8_backend: OnnxBackend,
-    local_backend: SentenceTransformersBackend,
+    torch_backend: SentenceTransformersBackend,
 ) -> None:
     backend = onnx_backend if precision == "int8-static" else dynamic_int8_backend
     int8 = (await backend.embed(VARIED)).vectors
-    fp32 = (await local_backend.embed(VARIED)).vectors
+    fp32 = (await torch_backend.embed(VARIED)).vectors
     cosine = np.sum(int8.astype(np.float64) * fp32.astype(np.float64), axis=1)
     assert cosine.mean() >= 0.97, f"mean cosine {precision} vs fp32 {cosine.mean():.4f}"
     assert cosine.min() >= 0.85, (
@@ -267,11 +267,11 @@ async def test_similar_texts_are_closer_than_unrelated_ones(onnx_backend: OnnxBa
 
 
 async def test_token_counts_and_truncation_match_the_torch_backend(
-    onnx_backend: OnnxBackend, local_backend: SentenceTransformersBackend
+    onnx_backend: OnnxBackend, torch_backend: SentenceTransformersBackend
 ) -> None:
     texts = ["short text", LONG_TEXT, "", *VARIED[:5]]
     ours = await onnx_backend.embed(texts)
-    theirs = await local_backend.embed(texts)
+    theirs = await torch_backend.embed(texts)
     assert ours.truncated == theirs.truncated
     assert ours.truncated[:3] == [False, True, False]
     assert ours.token_counts == theirs.token_counts
@@ -304,7 +304,7 @@ async def test_dynamic_int8_vectors_move_with_their_batch_mates(dynamic_int8_bac
 
 
 async def test_fp32_option_is_batch_independent_and_matches_the_torch_model(
-    local_backend: SentenceTransformersBackend,
+    torch_backend: SentenceTransformersBackend,
 ) -> None:
     backend = OnnxBackend(precision="fp32", batch_size=4, intra_op_threads=2, parallel_runs=2)
     await backend.load()
@@ -314,7 +314,7 @@ async def test_fp32_option_is_batch_independent_and_matches_the_torch_model(
     finally:
         await backend.close()
     assert_same_vectors(batched[:12], alone)
-    torch_vectors = (await local_backend.embed(VARIED)).vectors
+    torch_vectors = (await torch_backend.embed(VARIED)).vectors
     assert np.sum(batched.astype(np.float64) * torch_vectors, axis=1).min() >= 0.9999
 
 
@@ -341,12 +341,12 @@ async def test_same_input_gives_same_vectors(onnx_backend: OnnxBackend) -> None:
 
 
 async def test_clustering_agrees_with_the_torch_model(
-    onnx_backend: OnnxBackend, local_backend: SentenceTransformersBackend
+    onnx_backend: OnnxBackend, torch_backend: SentenceTransformersBackend
 ) -> None:
     texts = [text for sentences in TOPICS.values() for text in sentences]
     labels = [topic for topic, sentences in TOPICS.items() for _ in sentences]
     int8 = (await onnx_backend.embed(texts)).vectors
-    fp32 = (await local_backend.embed(texts)).vectors
+    fp32 = (await torch_backend.embed(texts)).vectors
     # n_init=50: with fewer restarts k-means itself lands in different local optima from seed to seed.
     k = len(TOPICS)
     int8_parts = KMeans(n_clusters=k, n_init=50, random_state=0).fit_predict(int8)

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, cast
+from typing import cast
 
 import grpc
 import numpy as np
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from briefxai_common.bootstrap import RunningService, start_service
@@ -24,7 +19,11 @@ from briefxai_embedding.backends.sentence_transformers import SentenceTransforme
 from briefxai_embedding.server import build_service
 from briefxai_embedding.servicer import SERVICE_NAME
 from briefxai_embedding.settings import EmbeddingSettings
+from tests.support.errors import field_violations
 from tests.support.fake_openai import Behaviour, FakeOpenAI, hash_unit_vector
+from tests.support.http import http_get
+from tests.support.ports import free_port
+from tests.support.services import assert_serving, local_settings
 
 MAX_TEXTS = 4
 MAX_CHARS = 50
@@ -32,21 +31,13 @@ TEXTS = ["How do I reset my password?", "I forgot my password.", "Banana bread r
 
 
 def service_settings(**overrides: object) -> EmbeddingSettings:
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "grpc_port": 0,
-        "http_port": 0,
-        "grace_period_seconds": 1,
-        "max_texts_per_request": MAX_TEXTS,
-        "max_chars_per_text": MAX_CHARS,
-    }
-    values.update(overrides)
-    return EmbeddingSettings.load(**values)
+    limits = {"max_texts_per_request": MAX_TEXTS, "max_chars_per_text": MAX_CHARS}
+    return local_settings(EmbeddingSettings, **{**limits, **overrides})
 
 
 @pytest.fixture
-async def running(local_backend: SentenceTransformersBackend) -> AsyncIterator[RunningService]:
-    service = await start_service(build_service(service_settings(), backend=local_backend))
+async def running(torch_backend: SentenceTransformersBackend) -> AsyncIterator[RunningService]:
+    service = await start_service(build_service(service_settings(), backend=torch_backend))
     yield service
     await service.stop(grace=0)
 
@@ -57,30 +48,6 @@ async def stub(running: RunningService) -> AsyncIterator[embedding_pb2_grpc.Embe
         yield cast(
             "embedding_pb2_grpc.EmbeddingServiceAsyncStub", embedding_pb2_grpc.EmbeddingServiceStub(channel)
         )
-
-
-def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    """The google.rpc BadRequest field violations in the call's ``grpc-status-details-bin`` trailer."""
-    status = rpc_status.from_call(cast(grpc.Call, error))  # AioRpcError has the methods it reads
-    assert status is not None
-    bad_request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad_request)
-    return [(v.field, v.description) for v in bad_request.field_violations]
-
-
-def http_get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def chunks(*texts_per_chunk: Iterable[str]) -> AsyncIterator[embedding_pb2.StreamEmbedTextsRequest]:
@@ -127,7 +94,7 @@ async def test_stream_stops_at_a_bad_chunk_after_answering_the_good_ones(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call.read()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    [(field, description)] = violations(caught.value)
+    [(field, description)] = field_violations(caught.value)
     assert field == "texts[1]"
     assert "stream chunk 1 (offset 2)" in description
     assert f"at most {MAX_CHARS} characters" in description
@@ -144,11 +111,7 @@ async def test_model_info_describes_model_and_limits(
 
 
 async def test_health_is_serving_with_model_details(running: RunningService) -> None:
-    async with grpc.aio.insecure_channel(running.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for name in ("", SERVICE_NAME):
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await assert_serving(running.address, SERVICE_NAME)
     status, body = await asyncio.to_thread(http_get, running.http_port, "/health")
     assert status == 200
     document = json.loads(body)
@@ -179,7 +142,7 @@ async def test_bad_requests_are_invalid_argument_and_the_service_keeps_serving(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=texts))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    found = violations(caught.value)
+    found = field_violations(caught.value)
     assert [field for field, _ in found] == [field for field, _ in expected]
     for (_, description), (_, fragment) in zip(found, expected, strict=True):
         assert fragment in description

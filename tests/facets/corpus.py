@@ -164,5 +164,5 @@ def make_conversations(count: int, seed: int = 7) -> list[Conversation]:
             messages.append(Message("assistant", rng.choice(REPLIES)))
             if rng.random() < 0.8:
                 messages.append(Message("user", rng.choice(follow_ups).format(n=index % 10_000)))
-        conversations.append(Conversation(id=f"c{index}", messages=tuple(messages)))
+        conversations.append(Conversation(id=f"c{index}", user_id="", messages=messages))
     return conversations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -37,6 +36,7 @@ from briefxai_facets.openai_provider import (
 )
 from briefxai_facets.settings import OpenAIProviderSettings
 from tests.support.fake_openai import Behaviour, FakeOpenAI
+from tests.support.ports import free_port
 
 CATALOG = FacetCatalog()
 BY_NAME = CATALOG.by_name
@@ -138,7 +138,7 @@ def test_schema_follows_definitions() -> None:
 
 def test_prompt_names_every_facet_and_the_conversation() -> None:
     conversation = Conversation(
-        "c", (Message("user", "Where is my parcel?"), Message("assistant", "On its way."))
+        "c", "", [Message("user", "Where is my parcel?"), Message("assistant", "On its way.")]
     )
     system, user = build_messages(conversation, [BY_NAME["task"], URGENCY], 1000)
     assert "JSON" in system["content"]
@@ -148,7 +148,7 @@ def test_prompt_names_every_facet_and_the_conversation() -> None:
 
 
 def test_render_cuts_to_budget() -> None:
-    conversation = Conversation("c", (Message("user", "x" * 1000),))
+    conversation = Conversation("c", "", [Message("user", "x" * 1000)])
     text = render_conversation(conversation, 300)
     assert text.startswith("USER: xxx")
     assert text.endswith("[... 706 more characters cut]")
@@ -174,7 +174,7 @@ def test_validation_never_lets_garbage_through(raw: Any) -> None:
 
 KEY_ENV = "BRIEFXAI_TEST_PROVIDER_KEY"
 ASKED = (BY_NAME["task"], BY_NAME["language"], BY_NAME["turns"])  # turns: never asked of the LLM
-REFUND = Conversation("refund", (Message("user", "I was charged twice, please refund me."),))
+REFUND = Conversation("refund", "", [Message("user", "I was charged twice, please refund me.")])
 GOOD = json.dumps({"task": "account_billing", "language": "en"})
 
 MakeProvider = Callable[..., Awaitable[OpenAIProvider]]
@@ -397,10 +397,8 @@ async def test_lasting_faults_give_failed_values(
 
 
 async def test_unreachable_server(make_provider: MakeProvider) -> None:
-    with socket.socket() as sock:  # a port that nothing listens on once the socket is closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    values = await extract_one(await make_provider(base_url=f"http://127.0.0.1:{port}/v1", max_attempts=2))
+    base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    values = await extract_one(await make_provider(base_url=base_url, max_attempts=2))
     error = values["task"].error
     assert values["task"].failed and error.startswith("cannot reach the LLM server (ClientConnectorError")
     assert error.endswith("(after up to 2 attempt(s))")
@@ -436,7 +434,7 @@ async def test_close_then_extract_opens_again(make_provider: MakeProvider, fake_
 async def test_connections_are_limited(make_provider: MakeProvider, fake_openai: FakeOpenAI) -> None:
     fake_openai.chat_default = lambda request: GOOD
     provider = await make_provider(concurrency=4)
-    jobs = [Job(Conversation(f"c{i}", REFUND.messages), ASKED) for i in range(12)]
+    jobs = [Job(Conversation(f"c{i}", "", REFUND.messages), ASKED) for i in range(12)]
     fake_openai.script_chat(*[Behaviour(content=GOOD, latency=0.05) for _ in jobs])
     results = await provider.extract(jobs)
     assert all(values["task"].text == "account_billing" for values in results)

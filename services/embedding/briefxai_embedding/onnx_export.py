@@ -163,11 +163,11 @@ def _check_precision(precision: str) -> None:
 def calibration_texts() -> list[tuple[str, int]]:
     """The fixed calibration set of ``int8-static``: ``(text, max tokens)`` pairs, the same on every run.
 
-    The bundled sample generator's conversations (``briefxai_cli.sampledata``, seed 0: multilingual
+    The bundled sample generator's conversations (``briefxai_sampledata``, seed 0: multilingual
     support, sales and everyday chats, offline and deterministic), their messages joined with newlines
     and cut in turn at each of :data:`CALIBRATION_TOKENS`, then :data:`CALIBRATION_EXTRA_TEXTS` whole.
     """
-    from briefxai_cli.sampledata import iter_conversations
+    from briefxai_sampledata import iter_conversations
 
     conversations = iter_conversations(CALIBRATION_CONVERSATIONS, seed=CALIBRATION_SEED)
     pairs = [
@@ -184,7 +184,7 @@ def calibration_texts() -> list[tuple[str, int]]:
 def _calibration_spec() -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps(calibration_texts(), ensure_ascii=False).encode("utf-8"))
     return {
-        "source": "briefxai_cli.sampledata.iter_conversations",
+        "source": "briefxai_sampledata.iter_conversations",
         "conversations": CALIBRATION_CONVERSATIONS,
         "seed": CALIBRATION_SEED,
         "max_tokens": list(CALIBRATION_TOKENS),

@@ -4,9 +4,10 @@
 Each has ``metadata.label`` (for example ``support.password_reset``, ``language.spanish``,
 ``concerning.fraud``) plus ``category``, ``topic``, ``language``, ``channel`` and ``created_at``.
 Templates × slot fillers × a little user-style noise keep the texts varied while the labels stay
-recoverable. All text here was written for this project.
+recoverable. The text comes from ``scripts.json`` (see :mod:`briefxai_sampledata.scripts`); all of it
+was written for this project.
 
-    python -m briefxai_cli.sampledata --n 400 --seed 7 --out examples/sample_conversations.jsonl
+    python -m briefxai_sampledata --n 400 --seed 7 --out examples/sample_conversations.jsonl
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from briefxai_cli.sample_scripts import (
+from briefxai_sampledata.scripts import (
     CATEGORIES,
     CLOSINGS,
     EN_SIGNOFFS,
@@ -273,7 +274,7 @@ def write(path: str | Path, n: int, seed: int, fmt: str = "jsonl") -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m briefxai_cli.sampledata", description="Write labelled synthetic conversations."
+        prog="python -m briefxai_sampledata", description="Write labelled synthetic conversations."
     )
     parser.add_argument("--n", type=int, default=400, help="number of conversations (default 400)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")

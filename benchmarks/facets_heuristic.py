@@ -1,6 +1,6 @@
 """Heuristic facets throughput on realistic multi-turn conversations (a measurement, not a test).
 
-Run: ``.venv/bin/python -m tests.facets.bench_heuristic [count] [workers]``. Prints conversations per
+Run: ``.venv/bin/python -m benchmarks.facets_heuristic [count] [workers]``. Prints conversations per
 second for the provider alone (wall time, and per CPU-second of this process, steadier on a shared
 machine) and end to end through gRPC (one ExtractFacets call with every conversation).
 """
@@ -13,27 +13,14 @@ import time
 
 import grpc
 
-from briefxai.common.v1 import common_pb2
 from briefxai.facets.v1 import facets_pb2, facets_pb2_grpc
 from briefxai_common.bootstrap import start_service
+from briefxai_common.conversations_proto import conversation_to_proto
 from briefxai_facets.definitions import Conversation, FacetCatalog, Job
 from briefxai_facets.heuristic import HeuristicProvider
 from briefxai_facets.server import build_service
 from briefxai_facets.settings import FacetsSettings, HeuristicSettings
 from tests.facets.corpus import make_conversations
-
-ROLES = {
-    "user": common_pb2.ROLE_USER,
-    "assistant": common_pb2.ROLE_ASSISTANT,
-    "system": common_pb2.ROLE_SYSTEM,
-}
-
-
-def to_proto(conversation: Conversation) -> common_pb2.Conversation:
-    return common_pb2.Conversation(
-        id=conversation.id,
-        messages=[common_pb2.Message(role=ROLES[m.role], content=m.content) for m in conversation.messages],
-    )
 
 
 async def provider_rate(conversations: list[Conversation], workers: int) -> str:
@@ -58,7 +45,7 @@ async def grpc_rate(conversations: list[Conversation], workers: int) -> str:
         host="127.0.0.1", grpc_port=0, http_port=0, heuristic={"workers": workers}, log_level="warning"
     )
     service = await start_service(build_service(settings))
-    request = facets_pb2.ExtractFacetsRequest(conversations=[to_proto(c) for c in conversations])
+    request = facets_pb2.ExtractFacetsRequest(conversations=[conversation_to_proto(c) for c in conversations])
     try:
         async with grpc.aio.insecure_channel(service.address) as channel:
             stub = facets_pb2_grpc.FacetsServiceStub(channel)

@@ -6,14 +6,16 @@ import io
 import json
 import re
 import string
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from briefxai_cli import sampledata
+import briefxai_sampledata as sampledata
 from briefxai_cli.inputs import parse_conversations
-from briefxai_cli.sample_scripts import CATEGORIES, CLOSINGS, GREETINGS, LABELS, SLOTS, SYSTEM_PROMPTS
+from briefxai_sampledata.scripts import CATEGORIES, CLOSINGS, GREETINGS, LABELS, SLOTS, SYSTEM_PROMPTS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DYNAMIC_SLOTS = {"order", "amount", "days", "nights", "seats", "people", "budget", "ticket", "last4", "name",
@@ -123,3 +125,16 @@ def test_module_command_writes_a_file(tmp_path: Path, capsys: pytest.CaptureFixt
     lines = out.read_text().splitlines()
     assert [json.loads(line) for line in lines] == sampledata.generate(12, 7)
     assert "wrote 12 conversations" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_generator_from_its_package_data() -> None:
+    """``python -m briefxai_sampledata`` (the command examples/README.md documents) in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "briefxai_sampledata", "--n", "5", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=True,
+        timeout=60,
+    )
+    assert [json.loads(line) for line in result.stdout.splitlines()] == sampledata.generate(5, 3)

@@ -1,6 +1,6 @@
 """Clustering pipeline stage timings at 1k / 10k / 100k x 384 (a measurement, not a test).
 
-Run: ``.venv/bin/python -m tests.clustering.bench_clustering [threads=N] [n ...]`` (threads: BLAS/OpenMP
+Run: ``.venv/bin/python -m benchmarks.clustering_stages [threads=N] [n ...]`` (threads: BLAS/OpenMP
 threads per job, default 1; the pipeline's own default is every CPU the process may use). Generates clustered unit vectors
 (60 planted topics, overlapping blobs) with short texts, warms UMAP's numba code up once, then runs the
 whole pipeline per size and prints, per stage, wall seconds and CPU seconds (of the pipeline's thread; the

@@ -1,0 +1,17 @@
+"""Blocking HTTP GETs against a service's HTTP side port (health, metrics) in tests."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    """``(status, body)`` of ``GET http://127.0.0.1:<port><path>``; an HTTP error status is returned, not
+    raised. Blocking: from async tests call it through ``asyncio.to_thread`` when the server runs on the
+    test's own loop."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
