@@ -43,7 +43,7 @@ SERVICE_ENV: dict[str, dict[str, str]] = {
     },
     "onnx-int8": {"BRIEFXAI_EMBEDDING_BACKEND": "onnx", "BRIEFXAI_EMBEDDING_ONNX_PRECISION": "int8"},
     "onnx-fp32": {"BRIEFXAI_EMBEDDING_BACKEND": "onnx", "BRIEFXAI_EMBEDDING_ONNX_PRECISION": "fp32"},
-    "torch-fp32": {"BRIEFXAI_EMBEDDING_BACKEND": "local"},
+    "torch-fp32": {"BRIEFXAI_EMBEDDING_BACKEND": "torch"},
 }
 DEFAULT_BACKEND = "onnx-int8-static"  # the embedding service's default: backend onnx, int8-static
 DEFAULT_BATCH_SIZE = EmbeddingSettings.model_fields["batch_size"].default  # the service's default

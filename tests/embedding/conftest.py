@@ -12,7 +12,7 @@ from briefxai_embedding.backends.sentence_transformers import SentenceTransforme
 
 
 @pytest.fixture(scope="session")
-def local_backend() -> Iterator[SentenceTransformersBackend]:
+def torch_backend() -> Iterator[SentenceTransformersBackend]:
     """all-MiniLM-L6-v2, loaded once (seconds on 2 cores) and shared; tests must not close it.
 
     Its worker thread does not belong to any event loop, so tests on their own loops can all use it.

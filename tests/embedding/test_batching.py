@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from typing import cast
 
 import grpc
 import numpy as np
@@ -29,6 +29,7 @@ from briefxai_embedding.embedder import Embedder, Limits
 from briefxai_embedding.server import build_service
 from briefxai_embedding.settings import EmbeddingSettings
 from tests.embedding.sentences import VARIED
+from tests.support.services import local_settings
 
 DIM = 4
 LONG = 0.05  # a wait budget every test request arrives well within
@@ -333,15 +334,8 @@ async def test_embedder_keeps_validation_and_loading_errors(backend: RecordingBa
 
 
 async def serve(backend: OnnxBackend, **overrides: object) -> RunningService:
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "grpc_port": 0,
-        "http_port": 0,
-        "grace_period_seconds": 1,
-        "batch_wait_ms": 20.0,
-    }
-    values.update(overrides)
-    return await start_service(build_service(EmbeddingSettings.load(**values), backend=backend))
+    settings = local_settings(EmbeddingSettings, **{"batch_wait_ms": 20.0, **overrides})
+    return await start_service(build_service(settings, backend=backend))
 
 
 @pytest.fixture

@@ -93,9 +93,9 @@ def test_create_backend_picks_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     no_arena = create_backend(EmbeddingSettings.load(onnx_memory_arena=False))
     assert isinstance(no_arena, OnnxBackend)
     assert no_arena.memory_arena is False
-    local = create_backend(EmbeddingSettings.load(backend="local", batch_size=8, torch_threads=1))
-    assert isinstance(local, SentenceTransformersBackend)
-    assert (local.batch_size, local.torch_threads) == (8, 1)
+    torch_backend = create_backend(EmbeddingSettings.load(backend="torch", batch_size=8, torch_threads=1))
+    assert isinstance(torch_backend, SentenceTransformersBackend)
+    assert (torch_backend.batch_size, torch_backend.torch_threads) == (8, 1)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     assert isinstance(create_backend(EmbeddingSettings.load(backend="openai")), OpenAIBackend)
     monkeypatch.delenv("OPENAI_API_KEY")

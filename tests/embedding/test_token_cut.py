@@ -65,10 +65,10 @@ def test_without_a_tokenizer_the_cut_is_characters_per_token_at_a_word() -> None
 
 @pytest.fixture
 async def stub(
-    local_backend: SentenceTransformersBackend,
+    torch_backend: SentenceTransformersBackend,
 ) -> AsyncIterator[embedding_pb2_grpc.EmbeddingServiceStub]:
     settings = EmbeddingSettings.load(host="127.0.0.1", grpc_port=0, http_port=0, grace_period_seconds=1)
-    service = await start_service(build_service(settings, backend=local_backend))
+    service = await start_service(build_service(settings, backend=torch_backend))
     try:
         async with grpc.aio.insecure_channel(service.address) as channel:
             yield cast(

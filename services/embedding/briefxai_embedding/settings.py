@@ -51,12 +51,12 @@ class EmbeddingSettings(ServiceSettings):
 
     grpc_port: int = Field(default=50052, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     http_port: int = Field(default=9092, ge=0, le=65535, description="HTTP port for /metrics and /health.")
-    backend: Literal["onnx", "local", "openai"] = Field(
+    backend: Literal["onnx", "torch", "openai"] = Field(
         default="onnx",
         description=(
             "'onnx': bundled all-MiniLM-L6-v2 exported locally to ONNX Runtime (by default int8 with "
             "calibrated static activation scales); "
-            "'local': the same model on torch via sentence-transformers; 'openai': an OpenAI-compatible API."
+            "'torch': the same model on torch via sentence-transformers; 'openai': an OpenAI-compatible API."
         ),
     )
     onnx_precision: Precision = Field(

@@ -16,7 +16,7 @@ def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
 
     Raises ConfigError when the configuration cannot work (for example a missing API key).
     """
-    if settings.backend == "local":
+    if settings.backend == "torch":
         from briefxai_embedding.backends.sentence_transformers import SentenceTransformersBackend
 
         return SentenceTransformersBackend(
