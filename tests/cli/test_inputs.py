@@ -120,6 +120,19 @@ def test_limits_and_invalid_unicode_are_rejected_per_record() -> None:
     assert "lone surrogate" in result.errors[1].reason
 
 
+def test_records_meet_the_gateway_contract_after_empty_messages_are_left_out() -> None:
+    too_many = conv("many", *["q"] * 1001)
+    padded = conv("padded", *["q"] * 1000, "  ")
+    long_user = {**conv("user", "hi"), "user_id": "u" * 257}
+    result = parse_conversations(jsonl(too_many, padded, long_user), "jsonl")
+    assert [r.id for r in result.records] == ["padded"]
+    assert [(e.line, e.field, e.reason) for e in result.errors] == [
+        (1, "messages", "at most 1000 messages per conversation"),
+        (3, "user_id", "must be at most 256 characters"),
+    ]
+    assert [(w.line, w.field) for w in result.warnings] == [(2, "messages[1000].content")]
+
+
 def test_jsonl_invalid_utf8_and_blank_lines() -> None:
     data = jsonl(conv("a", "hi")) + b"\n\n   \n\xff\xfe{}\n" + jsonl(conv("b", "yo"))
     result = parse_conversations(data, "jsonl")

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from briefxai_cli.client import to_proto
-from briefxai_cli.inputs import ROLES, parse_conversations
+from briefxai_cli.inputs import LIMITS, ROLES, parse_conversations
+from briefxai_common.conversations import Violations, check_conversations
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
@@ -48,6 +49,10 @@ def check_accepted(result: Any) -> None:
         assert all(m.role in ROLES and m.content.strip() for m in record.messages)
         # Every accepted record is a valid protobuf message (valid UTF-8 everywhere).
         to_proto(record).SerializeToString()
+    # What the reader accepts, the gateway (same contract, default limits) accepts too.
+    violations = Violations()
+    check_conversations(result.records, LIMITS, violations)
+    assert not violations, violations.items
 
 
 def check_jsonl_accounting(data: bytes) -> None:

@@ -18,8 +18,8 @@ from briefxai_facets.providers import FailoverChain
 from briefxai_facets.settings import HeuristicSettings
 
 CONVERSATIONS = [
-    Conversation("a", (Message("user", "How do I reset my password? It says my account is locked."),)),
-    Conversation("b", (Message("user", "Bonjour, je voudrais annuler mon abonnement, s'il vous plaît."),)),
+    Conversation("a", "", [Message("user", "How do I reset my password? It says my account is locked.")]),
+    Conversation("b", "", [Message("user", "Bonjour, je voudrais annuler mon abonnement, s'il vous plaît.")]),
 ]
 
 

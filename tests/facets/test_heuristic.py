@@ -31,7 +31,7 @@ def analyzer() -> HeuristicAnalyzer:
 
 
 def conversation(*messages: tuple[str, str]) -> Conversation:
-    return Conversation("c1", tuple(Message(role, content) for role, content in messages))
+    return Conversation("c1", "", [Message(role, content) for role, content in messages])
 
 
 def test_all_builtin_values(analyzer: HeuristicAnalyzer) -> None:
@@ -127,7 +127,7 @@ messages = st.lists(st.tuples(roles, texts), min_size=1, max_size=8)
 def test_arbitrary_text_never_crashes_and_stays_in_range(
     analyzer: HeuristicAnalyzer, messages: list[tuple[str, str]]
 ) -> None:
-    conv = Conversation("h", tuple(Message(role, content) for role, content in messages))
+    conv = Conversation("h", "", [Message(role, content) for role, content in messages])
     values = analyzer.analyze(Job(conv, CATALOG.all))
     assert set(values) == {f.name for f in CATALOG.all}
     for name, value in values.items():

@@ -10,6 +10,19 @@ column; any other column (``label`` or ``metadata.label``) becomes metadata. Row
 
 Every record is either accepted or reported with its line number, the field at fault and why; nothing
 is dropped silently. This module knows nothing of gRPC.
+
+Reading a record has three steps:
+
+1. Its shape is parsed with pydantic (``_ConversationIn``): ids may be strings or integers and are
+   stripped, roles are matched case-insensitively with the aliases of
+   :data:`briefxai_common.conversations.ROLE_ALIASES`, OpenAI content-part arrays are joined, metadata
+   values are written as text. A field of the wrong type is reported here.
+2. Reader normalisation: messages whose text is empty (or only white space) are left out, each with a
+   warning, as are non-text content parts.
+3. The normalised conversation must then meet the same contract the gateway applies,
+   :func:`briefxai_common.conversations.check_conversations` with the gateway's default limits, so a
+   record this reader accepts is not refused by a gateway running with the defaults. Ids must also be
+   unique within the file; a duplicate names the line of the first accepted record with that id.
 """
 
 from __future__ import annotations
@@ -17,28 +30,59 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from briefxai_common.conversations import (
+    ROLE_NAMES,
+    ROLES,
+    Conversation,
+    ConversationLimits,
+    Message,
+    Role,
+    Violations,
+    check_conversations,
+    parse_role,
+)
+
+__all__ = [
+    "CSV_REQUIRED",
+    "LIMITS",
+    "MAX_MESSAGE_CHARS",
+    "ROLES",
+    "ConversationRecord",
+    "Format",
+    "InputError",
+    "InputFileError",
+    "InputResult",
+    "Message",
+    "guess_format",
+    "parse_conversations",
+    "read_conversations",
+    "record_from_object",
+]
 
 Format = Literal["jsonl", "json", "csv"]
 
-ROLES = ("user", "assistant", "system", "tool")
-# Accepted spellings that mean one of ROLES.
-ROLE_ALIASES = {"developer": "system", "human": "user", "ai": "assistant", "bot": "assistant"}
-MAX_ID_CHARS = 256
 # The gateway's default limits; records beyond them are rejected here with their line number.
-MAX_MESSAGES = 1000
-MAX_MESSAGE_CHARS = 100_000
+LIMITS = ConversationLimits()
+MAX_MESSAGE_CHARS = LIMITS.max_message_chars
 CSV_REQUIRED = ("conversation_id", "role", "content")
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str
-    content: str
 
 
 @dataclass(frozen=True)
@@ -140,31 +184,48 @@ def record_from_object(
 
     Empty messages are left out of an accepted record; each one is noted in ``warnings``.
     """
-    if not isinstance(obj, dict):
-        return [InputError(line, "record", f"must be a JSON object, got {_json_type(obj)}")]
-    errors: list[InputError] = []
-
-    raw_id = obj.get("id", obj.get("conversation_id"))
-    conv_id = _check_id(raw_id, "id", line, errors, required=True)
-    record_id = conv_id if conv_id else None
-
-    user_id = _check_id(obj.get("user_id"), "user_id", line, errors, required=False) or ""
+    try:
+        parsed = _ConversationIn.model_validate(obj)
+    except ValidationError as exc:
+        record_id = _shown_id(obj.get("id", obj.get("conversation_id"))) if isinstance(obj, dict) else None
+        return [InputError(line, _error_field(e), _error_reason(e), record_id) for e in exc.errors()]
 
     notes: list[InputError] = []
-    messages = _check_messages(obj.get("messages"), line, errors, notes)
-    metadata = _check_metadata(obj.get("metadata"), line, errors)
+    messages: list[Message] = []
+    kept: list[int] = []  # index in the record of each message kept
+    for i, message in enumerate(parsed.messages):
+        where = f"messages[{i}].content"
+        notes.extend(
+            InputError(line, f"{where}[{j}]", f"non-text part ({kind}) left out")
+            for j, kind in message.content.skipped
+        )
+        if message.content.text.strip():
+            messages.append(Message(message.role.value, message.content.text))
+            kept.append(i)
+        else:
+            notes.append(InputError(line, where, "is empty; message left out"))
+    conversation = Conversation(parsed.id, parsed.user_id, messages, parsed.metadata)
 
-    if conv_id and not errors:
-        first = seen_ids.get(conv_id)
-        if first is not None:
-            errors.append(InputError(line, "id", f"duplicate id, first seen on line {first}"))
+    record_id = _shown_id(parsed.id)
+    errors = [_json_error(line, kept, v, record_id) for v in _contract_violations(conversation)]
+    first = seen_ids.get(parsed.id)
+    if not errors and first is not None:
+        errors.append(InputError(line, "id", f"duplicate id, first seen on line {first}", record_id))
     if errors:
-        return [InputError(e.line, e.field, e.reason, record_id) for e in errors]
-    assert conv_id is not None
-    seen_ids[conv_id] = line
+        return errors
+    seen_ids[parsed.id] = line
     if warnings is not None:
-        warnings.extend(InputError(n.line, n.field, n.reason, conv_id) for n in notes)
-    return ConversationRecord(conv_id, user_id, tuple(messages), metadata, line)
+        warnings.extend(InputError(n.line, n.field, n.reason, parsed.id) for n in notes)
+    return ConversationRecord(parsed.id, parsed.user_id, tuple(messages), parsed.metadata, line)
+
+
+def _json_error(line: int, kept: list[int], violation: _Violation, record_id: str | None) -> InputError:
+    if violation.message is not None:
+        field = f"messages[{kept[violation.message]}].{violation.field}"
+        return InputError(line, field, violation.reason, record_id)
+    if violation.field == "messages" and not kept:
+        return InputError(line, "messages", "no message has any text", record_id)
+    return InputError(line, violation.field, violation.reason, record_id)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,6 +345,7 @@ class _CsvConversation:
     user_id: str = ""
     user_id_line: int = 0
     messages: list[Message] = field(default_factory=list)
+    message_lines: list[int] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     errors: list[InputError] = field(default_factory=list)
     notes: list[InputError] = field(default_factory=list)
@@ -344,31 +406,17 @@ def _parse_csv(data: bytes) -> InputResult:
         conv = conversations.get(conv_id)
         if conv is None:
             conv = conversations[conv_id] = _CsvConversation(line)
-        _csv_row(conv, conv_id, line, cell, index, extra)
+        _csv_row(conv, line, cell, index, extra)
 
     result.errors.extend(orphans)
     result.seen += len(orphans)
     for conv_id, conv in conversations.items():
         result.seen += 1
-        if len(conv_id) > MAX_ID_CHARS:
-            conv.errors.append(
-                InputError(conv.line, "conversation_id", f"longer than {MAX_ID_CHARS} characters")
-            )
-        if not _valid_text(conv_id):
-            conv.errors.append(InputError(conv.line, "conversation_id", "contains invalid Unicode"))
-        if not conv.errors and not conv.messages:
-            conv.errors.append(
-                InputError(conv.line, "content", "no message of the conversation has any text")
-            )
-        if len(conv.messages) > MAX_MESSAGES:
-            conv.errors.append(
-                InputError(
-                    conv.line, "conversation_id", f"has {len(conv.messages)} messages; at most {MAX_MESSAGES}"
-                )
-            )
+        if not conv.errors:
+            conversation = Conversation(conv_id, conv.user_id, conv.messages, conv.metadata)
+            conv.errors.extend(_csv_error(conv, v) for v in _contract_violations(conversation))
         if conv.errors:
-            shown_id = conv_id if _valid_text(conv_id) else None
-            result.errors.extend(InputError(e.line, e.field, e.reason, shown_id) for e in conv.errors)
+            result.errors.extend(InputError(e.line, e.field, e.reason, conv_id) for e in conv.errors)
             continue
         result.records.append(
             ConversationRecord(conv_id, conv.user_id, tuple(conv.messages), conv.metadata, conv.line)
@@ -381,35 +429,25 @@ def _parse_csv(data: bytes) -> InputResult:
 
 def _csv_row(
     conv: _CsvConversation,
-    conv_id: str,
     line: int,
     cell: Any,
     index: dict[str, int],
     extra: list[tuple[int, str]],
 ) -> None:
-    role = _normalise_role(cell(index["role"]))
-    if role is None:
-        conv.errors.append(
-            InputError(line, "role", f"must be one of {', '.join(ROLES)}, got {cell(index['role'])!r}")
-        )
-    content = cell(index["content"])
-    if not _valid_text(content):
-        conv.errors.append(InputError(line, "content", "contains invalid Unicode"))
-    elif len(content) > MAX_MESSAGE_CHARS:
-        conv.errors.append(
-            InputError(line, "content", f"has {len(content)} characters; at most {MAX_MESSAGE_CHARS}")
-        )
-    elif not content.strip():
-        conv.notes.append(InputError(line, "content", "is empty; message left out"))
-    elif role is not None:
-        conv.messages.append(Message(role, content))
+    """Adds one row to its conversation. The text was decoded as strict UTF-8, so it is valid Unicode."""
+    try:
+        message = _MessageIn.model_validate({"role": cell(index["role"]), "content": cell(index["content"])})
+    except ValidationError as exc:
+        conv.errors.extend(InputError(line, _error_field(e), _error_reason(e)) for e in exc.errors())
+    else:
+        if message.content.text.strip():
+            conv.messages.append(Message(message.role.value, message.content.text))
+            conv.message_lines.append(line)
+        else:
+            conv.notes.append(InputError(line, "content", "is empty; message left out"))
     if "user_id" in index:
         user_id = cell(index["user_id"]).strip()
-        if user_id and not _valid_text(user_id):
-            conv.errors.append(InputError(line, "user_id", "contains invalid Unicode"))
-        elif user_id and len(user_id) > MAX_ID_CHARS:
-            conv.errors.append(InputError(line, "user_id", f"longer than {MAX_ID_CHARS} characters"))
-        elif user_id and conv.user_id and user_id != conv.user_id:
+        if user_id and conv.user_id and user_id != conv.user_id:
             conv.errors.append(
                 InputError(
                     line,
@@ -422,10 +460,19 @@ def _csv_row(
     for i, key in extra:
         value = cell(i)
         if value and key not in conv.metadata:
-            if _valid_text(value) and _valid_text(key):
-                conv.metadata[key] = value
-            else:
-                conv.errors.append(InputError(line, f"metadata.{key}", "contains invalid Unicode"))
+            conv.metadata[key] = value
+
+
+def _csv_error(conv: _CsvConversation, violation: _Violation) -> InputError:
+    """Places a contract violation on the row it comes from; ``id`` is the ``conversation_id`` column."""
+    if violation.message is not None:
+        return InputError(conv.message_lines[violation.message], violation.field, violation.reason)
+    if violation.field == "user_id":
+        return InputError(conv.user_id_line, "user_id", violation.reason)
+    if violation.field == "messages" and not conv.messages:
+        return InputError(conv.line, "content", "no message of the conversation has any text")
+    field = "conversation_id" if violation.field in ("id", "messages") else violation.field
+    return InputError(conv.line, field, violation.reason)
 
 
 def _next_row(reader: Any, result: InputResult) -> list[str] | None:
@@ -445,7 +492,7 @@ def _next_row(reader: Any, result: InputResult) -> list[str] | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Field checks
+# Record schema: one JSON record, parsed with pydantic; every failure names its field and says why.
 
 
 def _add(result: InputResult, outcome: ConversationRecord | list[InputError]) -> None:
@@ -455,121 +502,193 @@ def _add(result: InputResult, outcome: ConversationRecord | list[InputError]) ->
         result.errors.extend(outcome)
 
 
-def _check_id(value: Any, name: str, line: int, errors: list[InputError], *, required: bool) -> str | None:
-    if value is None:
-        if required:
-            errors.append(InputError(line, name, "is missing"))
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        errors.append(InputError(line, name, f"must be a string, got {_json_type(value)}"))
-        return None
-    text = str(value).strip()
-    if not text:
-        if required:
-            errors.append(InputError(line, name, "is empty"))
-        return None
-    if len(text) > MAX_ID_CHARS:
-        errors.append(InputError(line, name, f"longer than {MAX_ID_CHARS} characters ({len(text)})"))
-        return None
+def _invalid(reason: str, **context: object) -> PydanticCustomError:
+    """A validation failure whose message is ``reason`` (passed as context so braces stay literal)."""
+    return PydanticCustomError("invalid_input", "{reason}", {"reason": reason, **context})
+
+
+def _unicode(text: str) -> str:
     if not _valid_text(text):
-        errors.append(InputError(line, name, "contains invalid Unicode (a lone surrogate)"))
-        return None
+        raise _invalid("contains invalid Unicode (a lone surrogate)")
     return text
 
 
-def _check_messages(
-    value: Any, line: int, errors: list[InputError], notes: list[InputError]
-) -> list[Message]:
-    if value is None:
-        errors.append(InputError(line, "messages", "is missing"))
-        return []
-    if not isinstance(value, list):
-        errors.append(InputError(line, "messages", f"must be an array, got {_json_type(value)}"))
-        return []
-    if not value:
-        errors.append(InputError(line, "messages", "is empty; a conversation needs at least one message"))
-        return []
-    if len(value) > MAX_MESSAGES:
-        errors.append(InputError(line, "messages", f"has {len(value)} messages; at most {MAX_MESSAGES}"))
-        return []
-    messages: list[Message] = []
-    before = len(errors)
-    for i, item in enumerate(value):
-        where = f"messages[{i}]"
-        if not isinstance(item, dict):
-            errors.append(InputError(line, where, f"must be an object, got {_json_type(item)}"))
-            continue
-        raw_role = item.get("role")
-        role = _normalise_role(raw_role) if isinstance(raw_role, str) else None
-        if raw_role is None:
-            errors.append(InputError(line, f"{where}.role", "is missing"))
-        elif role is None:
-            errors.append(
-                InputError(line, f"{where}.role", f"must be one of {', '.join(ROLES)}, got {raw_role!r}")
-            )
-        content = _content_text(item.get("content"), f"{where}.content", line, errors, notes)
-        if content is not None and len(content) > MAX_MESSAGE_CHARS:
-            errors.append(
-                InputError(
-                    line, f"{where}.content", f"has {len(content)} characters; at most {MAX_MESSAGE_CHARS}"
-                )
-            )
-        elif content is not None and not content.strip():
-            notes.append(InputError(line, f"{where}.content", "is empty; message left out"))
-        elif role is not None and content is not None:
-            messages.append(Message(role, content))
-    if len(errors) == before and not messages:
-        errors.append(InputError(line, "messages", "no message has any text"))
-    return messages
-
-
-def _content_text(
-    value: Any, where: str, line: int, errors: list[InputError], notes: list[InputError]
-) -> str | None:
-    """A string, or the text parts of OpenAI's content-parts list joined by newlines; null counts as empty."""
+def _optional_id(value: Any) -> str:
+    """A string or an integer, stripped; null is ""."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        parts: list[str] = []
-        for j, part in enumerate(value):
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            elif isinstance(part, dict) and part.get("type") not in (None, "text"):
-                kind = part.get("type")
-                notes.append(InputError(line, f"{where}[{j}]", f"non-text part ({kind!r}) left out"))
-            else:
-                errors.append(
-                    InputError(line, f"{where}[{j}]", "a content part must be a string or {'text': ...}")
-                )
-                return None
-        value = "\n".join(parts)
-    if not isinstance(value, str):
-        errors.append(InputError(line, where, f"must be a string, got {_json_type(value)}"))
-        return None
-    if not _valid_text(value):
-        errors.append(InputError(line, where, "contains invalid Unicode (a lone surrogate)"))
-        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _invalid(f"must be a string, got {_json_type(value)}")
+    return _unicode(str(value).strip())
+
+
+def _required_id(value: Any) -> str:
+    if value is None:
+        raise _invalid("is missing")
+    text = _optional_id(value)
+    if not text:
+        raise _invalid("is empty")
+    return text
+
+
+def _role(value: Any) -> Role:
+    if value is None:
+        raise _invalid("is missing")
+    role = parse_role(value) if isinstance(value, str) else None
+    if role is None:
+        raise _invalid(f"must be one of {ROLE_NAMES}, got {value!r}")
+    return role
+
+
+class _Content(BaseModel):
+    """A message's text; ``skipped`` holds (part index, repr of its type) of the non-text parts left out."""
+
+    text: str = ""
+    skipped: tuple[tuple[int, str], ...] = ()
+
+
+def _content(value: Any) -> _Content:
+    """A string, or the text parts of OpenAI's content-parts list joined by newlines; null counts as empty."""
+    if value is None:
+        return _Content()
+    if isinstance(value, str):
+        return _Content(text=_unicode(value))
+    if not isinstance(value, list):
+        raise _invalid(f"must be a string, got {_json_type(value)}")
+    parts: list[str] = []
+    skipped: list[tuple[int, str]] = []
+    for j, part in enumerate(value):
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, dict) and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        elif isinstance(part, dict) and part.get("type") not in (None, "text"):
+            skipped.append((j, repr(part.get("type"))))
+        else:
+            raise _invalid("a content part must be a string or {'text': ...}", part=j)
+    return _Content(text=_unicode("\n".join(parts)), skipped=tuple(skipped))
+
+
+def _messages(value: Any) -> Any:
+    if value is None:
+        raise _invalid("is missing")
+    if not isinstance(value, list):
+        raise _invalid(f"must be an array, got {_json_type(value)}")
+    if not value:
+        raise _invalid("is empty; a conversation needs at least one message")
     return value
 
 
-def _check_metadata(value: Any, line: int, errors: list[InputError]) -> dict[str, str]:
+def _metadata(value: Any) -> Any:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        errors.append(InputError(line, "metadata", f"must be an object, got {_json_type(value)}"))
-        return {}
-    metadata: dict[str, str] = {}
-    for key, item in value.items():
-        text = item if isinstance(item, str) else "" if item is None else _stringify(item)
-        if text is None:
-            errors.append(InputError(line, f"metadata.{key}", "value cannot be written as text"))
-        elif not _valid_text(key) or not _valid_text(text):
-            errors.append(InputError(line, "metadata", "contains invalid Unicode (a lone surrogate)"))
+        raise _invalid(f"must be an object, got {_json_type(value)}")
+    return value
+
+
+def _metadata_value(value: Any) -> str:
+    """Strings as they are, null as "", anything else as compact JSON."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else _stringify(value)
+    if text is None:
+        raise _invalid("value cannot be written as text")
+    return _unicode(text)
+
+
+_Id = Annotated[str, BeforeValidator(_required_id)]
+_ID = TypeAdapter(_Id)
+
+
+class _MessageIn(BaseModel):
+    role: Annotated[Role, BeforeValidator(_role)]
+    content: Annotated[_Content, BeforeValidator(_content)] = Field(default_factory=_Content)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _object(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _invalid(f"must be an object, got {_json_type(value)}")
+        return value
+
+
+class _ConversationIn(BaseModel):
+    id: _Id
+    user_id: Annotated[str, BeforeValidator(_optional_id)] = ""
+    messages: Annotated[list[_MessageIn], BeforeValidator(_messages)]
+    metadata: Annotated[
+        dict[Annotated[str, AfterValidator(_unicode)], Annotated[str, BeforeValidator(_metadata_value)]],
+        BeforeValidator(_metadata),
+    ] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _record(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _invalid(f"must be a JSON object, got {_json_type(value)}")
+        if "id" not in value and "conversation_id" in value:
+            return {**value, "id": value["conversation_id"]}
+        return value
+
+
+def _error_field(error: ErrorDetails) -> str:
+    """``messages[0].content[2]`` for a pydantic error; a key that is not valid Unicode ends the path."""
+    path = ""
+    for item in error["loc"]:
+        if isinstance(item, int):
+            path += f"[{item}]"
+        elif item == "[key]" or not _valid_text(item):
+            break
         else:
-            metadata[key] = text
-    return metadata
+            path += f".{item}" if path else item
+    part = error.get("ctx", {}).get("part")
+    if part is not None:
+        path += f"[{part}]"
+    return path or "record"
+
+
+def _error_reason(error: ErrorDetails) -> str:
+    return "is missing" if error["type"] == "missing" else error["msg"]
+
+
+def _shown_id(value: Any) -> str | None:
+    """The id to name in an error: only a valid one, within the length limit."""
+    try:
+        text = _ID.validate_python(value)
+    except ValidationError:
+        return None
+    return text if len(text) <= LIMITS.max_id_chars else None
+
+
+# --------------------------------------------------------------------------------------------------
+# The shared contract, applied to one normalised conversation
+
+
+@dataclass(frozen=True)
+class _Violation:
+    field: str  # "id", "user_id", "messages", "record"; or "role"/"content" of message ``message``
+    message: int | None
+    reason: str
+
+
+_CONTRACT_PATH = re.compile(r"conversations\[0\]\.(?P<field>\w+)(?:\[(?P<message>\d+)\]\.(?P<part>\w+))?")
+
+
+def _contract_violations(conversation: Conversation) -> list[_Violation]:
+    """How ``conversation`` breaks :func:`check_conversations` with the gateway's default limits."""
+    violations = Violations()
+    check_conversations([conversation], LIMITS, violations)
+    found: list[_Violation] = []
+    for path, reason in violations.reported():
+        match = _CONTRACT_PATH.fullmatch(path)
+        if match is None:  # the "... and N more" item
+            found.append(_Violation("record", None, reason))
+        elif match["message"] is None:
+            found.append(_Violation(match["field"], None, reason))
+        else:
+            found.append(_Violation(match["part"], int(match["message"]), reason))
+    return found
 
 
 def _stringify(value: Any) -> str | None:
@@ -577,12 +696,6 @@ def _stringify(value: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     except (ValueError, RecursionError):
         return None
-
-
-def _normalise_role(raw: str) -> str | None:
-    role = raw.strip().lower()
-    role = ROLE_ALIASES.get(role, role)
-    return role if role in ROLES else None
 
 
 def _valid_text(text: str) -> bool:

@@ -23,6 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# The conversation types are the shared contract's; re-exported for the providers.
+from briefxai_common.conversations import Conversation as Conversation
+from briefxai_common.conversations import Message as Message
+
 
 class FacetType(StrEnum):
     TEXT = "text"
@@ -165,21 +169,6 @@ BUILTIN_FACETS: tuple[FacetDefinition, ...] = (
 )
 
 BUILTIN_NAMES: frozenset[str] = frozenset(f.name for f in BUILTIN_FACETS)
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str  # "user", "assistant", "system", "tool"
-    content: str
-
-
-@dataclass(frozen=True)
-class Conversation:
-    id: str
-    messages: tuple[Message, ...]
-
-    def user_texts(self) -> list[str]:
-        return [m.content for m in self.messages if m.role == "user"]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
+from briefxai_common.conversations import Role
+
 from .definitions import Conversation, FacetDefinition, FacetValue, Job
 from .language import shared_identifier
 from .lexicons import classify_task, score_concerning
@@ -88,7 +90,7 @@ class HeuristicAnalyzer:
             concern = score_concerning(user_text)
             return FacetValue(name, NAME, number=float(concern.score), reason=concern.reason)
         if name == "turns":
-            turns = sum(1 for m in conversation.messages if m.role != "system")
+            turns = sum(1 for m in conversation.messages if m.role != Role.SYSTEM)
             return FacetValue(name, NAME, number=float(turns))
         if name == "user_turns":
             return FacetValue(name, NAME, number=float(len(user_texts)))

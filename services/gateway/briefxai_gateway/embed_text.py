@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from briefxai_common.conversations import Role
 from briefxai_common.text import truncate
 
 from .models import Conversation, EmbedTextMode, FacetValue, Message
 
-CONVERSATION_ROLES = frozenset({"user", "assistant"})
-USER_ROLE = frozenset({"user"})
+CONVERSATION_ROLES = frozenset({Role.USER, Role.ASSISTANT})
+USER_ROLE = frozenset({Role.USER})
 REQUEST_FACET = "request"
 # Characters sent per token of budget: English averages ~4.5 characters per WordPiece token, so this
 # leaves the exact cut to the embedding service's tokenizer for all but text of very long words.
@@ -64,7 +65,7 @@ def collapse(text: str, budget: int) -> str:
 
 def _first_user_message(messages: Sequence[Message]) -> Message | None:
     for message in messages:
-        if message.role == "user":
+        if message.role == Role.USER:
             return message
     return messages[0] if messages else None
 
