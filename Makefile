@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-PROTO_SRC := $(shell find protos -name '*.proto' | sort)
+# Our protos only: protos/google/ holds Google's, shipped for other languages' clients; Python gets
+# their generated code from googleapis-common-protos.
+PROTO_SRC := $(shell find protos/briefxai -name '*.proto' | sort)
+BUF := node_modules/.bin/buf
 PROTO_OUT := libs/proto
 export GRPC_VERBOSITY ?= ERROR
 export HF_HUB_OFFLINE := 1
@@ -49,13 +52,24 @@ up: install
 test: install check-protos lint
 	$(BIN)/pytest -q
 
-test-fast: install
+test-fast: install $(BUF)
 	$(BIN)/pytest -q -m "not e2e"
 
-lint: install
+# buf (from npm, pinned in package-lock.json) lints the protos.
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+# Style and types, the import boundaries (.importlinter), and the protos: buf lint, and buf breaking
+# against the newest release tag once one exists.
+lint: install $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common libs/cli services tests benchmarks
+	$(BIN)/mypy libs/common libs/cli libs/sampledata services tests benchmarks
+	$(BIN)/lint-imports
+	$(BUF) lint
+	tag=$$(git describe --tags --abbrev=0 2>/dev/null || true); \
+	if [ -n "$$tag" ]; then $(BUF) breaking --against ".git#tag=$$tag"; else echo "buf breaking: no release tag yet"; fi
 
 bench: install
 	$(BIN)/python -m benchmarks.run --full
@@ -68,4 +82,4 @@ quality: install
 	$(BIN)/python -m benchmarks.quality
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -111,8 +111,8 @@ class Timeline:
     def __call__(self, update: gateway_pb2.WatchAnalysisResponse) -> None:
         now = round(time.perf_counter() - self.started, 2)
         self.updates += 1
-        self.entered.setdefault(stage_name(update.stage), now)
-        for progress in update.stages:
+        self.entered.setdefault(stage_name(update.analysis.stage), now)
+        for progress in update.analysis.stages:
             if progress.total and progress.done >= progress.total:
                 self.finished.setdefault(stage_name(progress.stage), now)
 

@@ -87,7 +87,7 @@ DEFAULT_VIEW = VIEWS[4]
 
 
 def load_sets() -> list[DataSet]:
-    from briefxai_cli.sampledata import generate
+    from briefxai_sampledata import generate
 
     sample = [json.loads(line) for line in SAMPLE_FILE.read_text(encoding="utf-8").splitlines() if line]
     return [
@@ -133,7 +133,7 @@ def heuristic_facets(records: Sequence[dict[str, Any]]) -> tuple[list[str], list
     requests, languages = [], []
     for record in records:
         messages = tuple(Message(m["role"], m["content"]) for m in record["messages"])
-        values = analyzer.analyze(Job(Conversation(str(record["id"]), messages), wanted))
+        values = analyzer.analyze(Job(Conversation(str(record["id"]), "", list(messages)), wanted))
         request, language = values["request"], values["language"]
         requests.append("" if request.failed else request.text or "")
         languages.append("und" if language.failed else language.text or "und")

@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
 import numpy as np
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from briefxai.clustering.v1 import clustering_pb2, clustering_pb2_grpc
-from briefxai.common.v1 import common_pb2
 from briefxai_clustering.model import (
     Assignment,
     ClusteringInput,
@@ -25,84 +21,21 @@ from briefxai_clustering.model import (
     ClusterNode,
     MapPoint,
 )
-from briefxai_clustering.naming import Namer
-from briefxai_clustering.server import build_service
 from briefxai_clustering.servicer import SERVICE_NAME
-from briefxai_clustering.settings import ClusteringSettings
-from briefxai_common.bootstrap import RunningService, start_service
-from briefxai_common.vectors import pack_vectors
+from briefxai_common.bootstrap import RunningService
 from tests.clustering.gated_namer import GatedNamer
 from tests.clustering.helpers import assert_consistent
+from tests.clustering.service_helpers import assert_invalid_argument, make_request, service_settings, started
 from tests.clustering.synthetic import make_data
+from tests.support.errors import field_violations
+from tests.support.services import assert_serving
 
 if TYPE_CHECKING:
     Stub: TypeAlias = clustering_pb2_grpc.ClusteringServiceAsyncStub
 
 
-def service_settings(**overrides: Any) -> ClusteringSettings:
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "grpc_port": 0,
-        "http_port": 0,
-        "grace_period_seconds": 1,
-        "warm_up_map": False,
-        "compute_threads": 1,
-    }
-    values.update(overrides)
-    return ClusteringSettings.load(**values)
-
-
-async def started(settings: ClusteringSettings, namer: Namer | None = None) -> RunningService:
-    return await start_service(build_service(settings, namer))
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[RunningService]:
-    service = await started(service_settings())
-    yield service
-    await service.stop(grace=0)
-
-
-@pytest.fixture
-async def stub(running: RunningService) -> AsyncIterator[Stub]:
-    async with grpc.aio.insecure_channel(running.address) as channel:
-        yield cast("Stub", clustering_pb2_grpc.ClusteringServiceStub(channel))
-
-
-def make_request(
-    n: int = 300, centers: int = 5, dim: int = 16, seed: int = 0, **params: Any
-) -> clustering_pb2.ClusterEmbeddingsRequest:
-    data = make_data(n, centers=centers, dim=dim, seed=seed)
-    raw, packed_dim, count = pack_vectors(data.vectors)
-    return clustering_pb2.ClusterEmbeddingsRequest(
-        vectors=common_pb2.PackedVectors(data=raw, dim=packed_dim, count=count),
-        ids=data.ids,
-        user_ids=data.user_ids,
-        texts=data.texts,
-        params=clustering_pb2.ClusteringParams(**params),
-    )
-
-
-def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    status = rpc_status.from_call(cast(grpc.Call, error))
-    assert status is not None
-    bad_request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad_request)
-    return [(v.field, v.description) for v in bad_request.field_violations]
-
-
-def assert_invalid_argument(error: grpc.aio.AioRpcError, expected: list[tuple[str, str]]) -> None:
-    """INVALID_ARGUMENT naming exactly ``expected``'s fields, in order, each description holding its
-    fragment."""
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    found = violations(error)
-    assert [field for field, _ in found] == [field for field, _ in expected]
-    for (_, description), (_, fragment) in zip(found, expected, strict=True):
-        assert fragment in description
-
-
 def as_domain(
-    request: clustering_pb2.ClusterEmbeddingsRequest, reply: clustering_pb2.ClusterEmbeddingsResponse
+    request: clustering_pb2.ClusterEmbeddingsRequest, reply: clustering_pb2.ClusteringResult
 ) -> tuple[ClusteringInput, ClusteringResult]:
     """The reply in domain terms, so that the shared consistency checks apply to what went over the wire."""
     data = ClusteringInput(
@@ -137,7 +70,7 @@ def as_domain(
 async def test_real_request_returns_a_consistent_named_tree_and_map(stub: Stub) -> None:
     request = make_request(300, centers=5, seed=1)
     request.params.seed = 42
-    reply = await stub.ClusterEmbeddings(request)
+    reply = (await stub.ClusterEmbeddings(request)).result
     data, result = as_domain(request, reply)
     assert_consistent(result, data, ClusteringParams(min_cluster_size=5, min_distinct_users=3))
     assert reply.k == 17 and reply.k_rule.startswith("auto: round(sqrt(n))")
@@ -149,16 +82,30 @@ async def test_real_request_returns_a_consistent_named_tree_and_map(stub: Stub) 
     assert all(
         c.name and c.description.startswith("Conversations about") and c.keywords for c in reply.clusters
     )
-    again = await stub.ClusterEmbeddings(request)
+    again = (await stub.ClusterEmbeddings(request)).result
     assert again == reply  # same input and seed: the same answer, byte for byte
 
 
+async def test_get_limits_reports_the_servers_own_limits(stub: Stub) -> None:
+    limits = await stub.GetLimits(clustering_pb2.GetLimitsRequest())
+    settings = service_settings()
+    assert (limits.max_k, limits.max_hierarchy_depth, limits.max_vectors) == (
+        settings.max_k,
+        settings.max_hierarchy_depth,
+        settings.max_vectors,
+    )
+
+
+async def test_an_explicit_zero_depth_returns_base_clusters_only(stub: Stub) -> None:
+    reply = (
+        await stub.ClusterEmbeddings(make_request(60, centers=3, skip_map=True, hierarchy_depth=0))
+    ).result
+    assert reply.clusters and {c.level for c in reply.clusters} == {0}
+    assert all(not c.parent_id for c in reply.clusters)
+
+
 async def test_health_is_serving_with_job_details(running: RunningService) -> None:
-    async with grpc.aio.insecure_channel(running.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for name in ("", SERVICE_NAME):
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await assert_serving(running.address, SERVICE_NAME)
     document = json.loads(await asyncio.to_thread(http_body, running.http_port, "/health"))
     assert document["service"] == "clustering"
     assert document["jobs_running"] == 0
@@ -248,7 +195,7 @@ def big_k_request() -> clustering_pb2.ClusterEmbeddingsRequest:
         (count_mismatch_request, [("ids", "20 vectors, 19 ids"), ("user_ids", "got 18")]),
         (dim_zero_request, [("vectors.dim", "must be at least 1")]),
         (single_vector_request, [("vectors.count", "at least 2 vectors")]),
-        (big_k_request, [("params.k", "at most max_k = 200"), ("params.hierarchy_depth", "at most 6")]),
+        (big_k_request, [("params.k", "must be 2..200 (max_k)"), ("params.hierarchy_depth", "at most 6")]),
     ],
 )
 async def test_bad_requests_are_invalid_argument_and_the_service_keeps_serving(
@@ -257,7 +204,7 @@ async def test_bad_requests_are_invalid_argument_and_the_service_keeps_serving(
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stub.ClusterEmbeddings(build())
     assert_invalid_argument(failure.value, expected)
-    reply = await stub.ClusterEmbeddings(make_request(40, centers=2, skip_map=True))
+    reply = (await stub.ClusterEmbeddings(make_request(40, centers=2, skip_map=True))).result
     assert len(reply.assignments) == 40
 
 
@@ -268,7 +215,7 @@ async def test_too_many_vectors_is_invalid_argument() -> None:
             stub = cast("Stub", clustering_pb2_grpc.ClusteringServiceStub(channel))
             with pytest.raises(grpc.aio.AioRpcError) as failure:
                 await stub.ClusterEmbeddings(make_request(11))
-            assert violations(failure.value)[0][0] == "vectors.count"
+            assert field_violations(failure.value)[0][0] == "vectors.count"
     finally:
         await service.stop(grace=0)
 
@@ -280,8 +227,8 @@ async def test_health_answers_during_a_job_and_a_full_queue_is_resource_exhauste
         async with grpc.aio.insecure_channel(service.address) as channel:
             stub = cast("Stub", clustering_pb2_grpc.ClusteringServiceStub(channel))
 
-            async def first_job() -> clustering_pb2.ClusterEmbeddingsResponse:
-                return await stub.ClusterEmbeddings(make_request(60, skip_map=True))
+            async def first_job() -> clustering_pb2.ClusteringResult:
+                return (await stub.ClusterEmbeddings(make_request(60, skip_map=True))).result
 
             job = asyncio.create_task(first_job())
             assert await asyncio.to_thread(namer.entered.wait, 30)
@@ -323,7 +270,7 @@ async def test_withheld_conversations_over_the_wire() -> None:
                 if conversation_id in solo:
                     request.user_ids[i] = "one-person"
                     request.texts[i] = f"zyzzyva private detail {i}"
-            reply = await stub.ClusterEmbeddings(request)
+            reply = (await stub.ClusterEmbeddings(request)).result
             withheld = {a.conversation_id for a in reply.assignments if a.withheld}
             assert withheld == solo
             assert reply.withheld_count == len(solo)

@@ -46,7 +46,7 @@ def test_invalid_values_name_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
         ClusteringSettings.load()
 
 
-def test_zero_params_take_server_defaults() -> None:
+def test_unset_params_take_server_defaults() -> None:
     settings = ClusteringSettings.load(default_hierarchy_depth=3, merge_small_clusters=False)
     params = resolve_params(RequestedParams(seed=9), settings)
     assert params.k == 0
@@ -59,3 +59,24 @@ def test_zero_params_take_server_defaults() -> None:
     with pytest.raises(InvalidArgument) as error:
         resolve_params(RequestedParams(k=settings.max_k + 1), settings)
     assert error.value.violations[0].field == "params.k"
+
+
+@pytest.mark.parametrize(
+    ("requested", "field"),
+    [
+        (RequestedParams(k=0), "params.k"),
+        (RequestedParams(k=1), "params.k"),
+        (RequestedParams(min_cluster_size=0), "params.min_cluster_size"),
+        (RequestedParams(min_distinct_users=0), "params.min_distinct_users"),
+        (RequestedParams(max_top_clusters=0), "params.max_top_clusters"),
+    ],
+)
+def test_set_params_out_of_range_are_refused(requested: RequestedParams, field: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        resolve_params(requested, ClusteringSettings.load())
+    assert [v.field for v in error.value.violations] == [field]
+
+
+def test_an_explicit_zero_depth_means_the_base_level_only() -> None:
+    settings = ClusteringSettings.load(default_hierarchy_depth=3)
+    assert resolve_params(RequestedParams(hierarchy_depth=0), settings).hierarchy_depth == 0

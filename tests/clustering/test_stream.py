@@ -11,32 +11,13 @@ import pytest
 
 from briefxai.clustering.v1 import clustering_pb2, clustering_pb2_grpc
 from briefxai.common.v1 import common_pb2
-from briefxai_common.bootstrap import RunningService
-from tests.clustering.test_service import (
-    assert_invalid_argument,
-    make_request,
-    service_settings,
-    started,
-    violations,
-)
+from tests.clustering.service_helpers import assert_invalid_argument, make_request, service_settings, started
+from tests.support.errors import field_violations
 
 if TYPE_CHECKING:
     Stub: TypeAlias = clustering_pb2_grpc.ClusteringServiceAsyncStub
 
 Message: TypeAlias = clustering_pb2.StreamClusterEmbeddingsRequest
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[RunningService]:
-    service = await started(service_settings())
-    yield service
-    await service.stop(grace=0)
-
-
-@pytest.fixture
-async def stub(running: RunningService) -> AsyncIterator[Stub]:
-    async with grpc.aio.insecure_channel(running.address) as channel:
-        yield cast("Stub", clustering_pb2_grpc.ClusteringServiceStub(channel))
 
 
 def header(request: clustering_pb2.ClusterEmbeddingsRequest) -> Message:
@@ -67,18 +48,18 @@ def as_stream(request: clustering_pb2.ClusterEmbeddingsRequest, size: int) -> li
     return [header(request)] + [chunk(request, s, min(count, s + size)) for s in range(0, count, size)]
 
 
-async def send(stub: Stub, messages: list[Message]) -> clustering_pb2.ClusterEmbeddingsResponse:
+async def send(stub: Stub, messages: list[Message]) -> clustering_pb2.ClusteringResult:
     async def requests() -> AsyncIterator[Message]:
         for message in messages:
             yield message
 
-    return await stub.StreamClusterEmbeddings(requests())
+    return (await stub.StreamClusterEmbeddings(requests())).result
 
 
 async def test_stream_gives_the_unary_answer_with_unaligned_chunks(stub: Stub) -> None:
     request = make_request(300, centers=5, seed=1)
     request.params.seed = 42
-    unary = await stub.ClusterEmbeddings(request)
+    unary = (await stub.ClusterEmbeddings(request)).result
     streamed = await send(stub, as_stream(request, 37))  # 8 chunks of 37, then one of 4
     assert streamed == unary  # byte for byte: clusters, assignments, map points, k
     assert len(streamed.assignments) == 300 and streamed.points
@@ -90,7 +71,7 @@ async def test_stream_without_user_ids_and_texts(stub: Stub) -> None:
     request = make_request(60, centers=2, skip_map=True)
     del request.user_ids[:]
     del request.texts[:]
-    assert await send(stub, as_stream(request, 25)) == await stub.ClusterEmbeddings(request)
+    assert await send(stub, as_stream(request, 25)) == (await stub.ClusterEmbeddings(request)).result
 
 
 def base() -> clustering_pb2.ClusterEmbeddingsRequest:
@@ -235,7 +216,7 @@ async def test_header_params_are_checked_with_header_paths(stub: Stub) -> None:
     request.params.hierarchy_depth = 7
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await send(stub, chunks_of(request))
-    assert [field for field, _ in violations(failure.value)] == [
+    assert [field for field, _ in field_violations(failure.value)] == [
         "header.params.k",
         "header.params.hierarchy_depth",
     ]
@@ -250,7 +231,7 @@ async def test_count_above_the_limit_is_refused_at_the_header(overrides: dict[st
             with pytest.raises(grpc.aio.AioRpcError) as failure:
                 await send(stub, chunks_of(base()))
             assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert violations(failure.value) == [(field, "at most 10 vectors per request, got 40")]
+            assert field_violations(failure.value) == [(field, "at most 10 vectors per request, got 40")]
     finally:
         await service.stop(grace=0)
 
@@ -261,4 +242,4 @@ async def test_vectors_above_the_message_limit_are_refused_at_the_header(stub: S
     message.header.dim = 1_000_000  # 4 GB of floats: refused before anything is allocated
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await send(stub, [message])
-    assert [field for field, _ in violations(failure.value)] == ["header.dim"]
+    assert [field for field, _ in field_violations(failure.value)] == ["header.dim"]

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
+import briefxai_sampledata as sampledata
 from briefxai.common.v1 import common_pb2
 from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from briefxai_cli import sampledata
 from briefxai_cli.client import GatewayClient, build_options, describe_rpc_error
 from briefxai_cli.inputs import ConversationRecord, Message
 from briefxai_cli.supervisor import Suite
 from tests.e2e.support import rows_mentioning, run_cli
+from tests.support.errors import field_violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 TERMINAL = {
@@ -60,7 +59,7 @@ def rpc_error(call: Callable[[], object]) -> grpc.Call:
 
 def test_get_returns_the_analysis(client: GatewayClient, finished: gateway_pb2.Analysis) -> None:
     analysis = client.get(finished.id)
-    assert analysis.name == f"analyses/{finished.id}"
+    assert analysis.id == finished.id and not analysis.HasField("error")
     assert analysis.conversation_count == 80
     assert analysis.options.display_name == "small"
     assert client.get(f"analyses/{finished.id}").id == finished.id
@@ -94,11 +93,7 @@ def test_invalid_requests_carry_field_violations(stub: gateway_pb2_grpc.Analysis
     )
     error = rpc_error(lambda: stub.CreateAnalysis(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(error)
-    assert status is not None
-    bad = error_details_pb2.BadRequest()
-    assert any(detail.Unpack(bad) for detail in status.details)
-    fields = {v.field for v in bad.field_violations}
+    fields = {field for field, _ in field_violations(error)}
     assert {"conversations[1].messages", "options.k"} <= fields
     records = [
         ConversationRecord("a", "", (Message("user", "hi"),), {}, 4),
@@ -147,24 +142,24 @@ def test_watch_streams_progress_until_terminal(client: GatewayClient) -> None:
     analysis = client.create(generated(120, 6), build_options(seed=4))
     updates = list(client.watch(analysis.id))
     assert updates, "no progress updates"
-    assert updates[-1].state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED
-    assert all(u.state not in TERMINAL for u in updates[:-1])
+    assert updates[-1].analysis.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED
+    assert all(u.analysis.state not in TERMINAL for u in updates[:-1])
     done: dict[int, int] = {}
     for update in updates:
-        assert update.id == analysis.id
-        for stage in update.stages:
+        assert update.analysis.id == analysis.id
+        for stage in update.analysis.stages:
             assert stage.total == 0 or stage.done <= stage.total
             assert stage.done >= done.get(stage.stage, 0), "progress went backwards"
             done[stage.stage] = stage.done
     # Watching a finished analysis yields its final state once.
-    assert [u.state for u in client.watch(analysis.id)] == [gateway_pb2.ANALYSIS_STATE_SUCCEEDED]
+    assert [u.analysis.state for u in client.watch(analysis.id)] == [gateway_pb2.ANALYSIS_STATE_SUCCEEDED]
 
 
 def test_cancel_stops_a_running_analysis(client: GatewayClient, suite: Suite) -> None:
     analysis = client.create(generated(4000, 8), build_options(seed=5), stream=True)
     cancelled = client.cancel(analysis.id)
     assert cancelled.state == gateway_pb2.ANALYSIS_STATE_CANCELLED
-    assert [u.state for u in client.watch(analysis.id)][-1] == gateway_pb2.ANALYSIS_STATE_CANCELLED
+    assert [u.analysis.state for u in client.watch(analysis.id)][-1] == gateway_pb2.ANALYSIS_STATE_CANCELLED
     assert client.cancel(analysis.id).state == gateway_pb2.ANALYSIS_STATE_CANCELLED  # terminal: unchanged
     error = rpc_error(lambda: client.results(analysis.id))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from briefxai.common.v1 import common_pb2
 from briefxai.facets.v1 import facets_pb2, facets_pb2_grpc
@@ -23,7 +20,9 @@ from briefxai_common.bootstrap import RunningService, start_service
 from briefxai_facets.server import build_service
 from briefxai_facets.servicer import SERVICE_NAME
 from briefxai_facets.settings import FacetsSettings
+from tests.support.errors import field_violations
 from tests.support.fake_openai import Behaviour, FakeOpenAI
+from tests.support.http import http_get
 
 USER, ASSISTANT = common_pb2.ROLE_USER, common_pb2.ROLE_ASSISTANT
 MODEL = "test-model"
@@ -68,14 +67,6 @@ def valid_reply(request: dict[str, Any]) -> str:
         "product": "subscription",
     }
     return json.dumps({name: answers[name] for name in wanted})
-
-
-def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    status = rpc_status.from_call(cast(grpc.Call, error))
-    assert status is not None
-    bad_request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad_request)
-    return [(v.field, v.description) for v in bad_request.field_violations]
 
 
 @pytest.fixture
@@ -163,6 +154,18 @@ async def test_list_facets_and_health(start: StartFn) -> None:
     assert (by_name["urgency"].type, by_name["urgency"].max) == (facets_pb2.FACET_TYPE_NUMBER, 10)
 
 
+async def test_list_facets_reports_the_servers_limits(start: StartFn) -> None:
+    stub = await start(
+        max_conversations_per_request=7, max_messages_per_conversation=9, max_chars_per_message=99
+    )
+    reply = await stub.ListFacets(facets_pb2.ListFacetsRequest())
+    assert (
+        reply.max_conversations_per_request,
+        reply.max_messages_per_conversation,
+        reply.max_chars_per_message,
+    ) == (7, 9, 99)
+
+
 async def test_custom_facet_without_llm_fails_clearly(start: StartFn) -> None:
     stub = await start(custom_facets=[CUSTOM])
     reply = await stub.ExtractFacets(facets_pb2.ExtractFacetsRequest(conversations=[REFUND]))
@@ -175,12 +178,12 @@ async def test_custom_facet_without_llm_fails_clearly(start: StartFn) -> None:
     ("conversations", "facets", "expected"),
     [
         ([], [], [("conversations", "at least one conversation is required")]),
-        ([conv("", (USER, "hi"))], [], [("conversations[0].id", "must not be empty")]),
+        ([conv("", (USER, "hi"))], [], [("conversations[0].id", "must be non-empty")]),
         ([REFUND, conv("b")], [], [("conversations[1].messages", "at least one message is required")]),
         (
             [REFUND, SPANISH, REFUND],
             [],
-            [("conversations[2].id", "duplicate id 'refund' (also conversations[0])")],
+            [("conversations[2].id", "duplicate conversation id 'refund'")],
         ),
         ([REFUND], ["language", "mood"], [("facets[1]", "unknown facet 'mood'")]),
         (
@@ -189,6 +192,12 @@ async def test_custom_facet_without_llm_fails_clearly(start: StartFn) -> None:
             [("conversations[0].messages[0].role", "must be set")],
         ),
         ([conv(f"c{i}", (USER, "hi")) for i in range(4)], [], [("conversations", "at most 3 conversations")]),
+        # Empty text is refused here as by the gateway (the shared contract); it used to pass.
+        (
+            [conv("blank", (USER, "hi"), (ASSISTANT, "  "))],
+            [],
+            [("conversations[0].messages[1].content", "must be non-empty")],
+        ),
         (
             [conv("long", (USER, "x" * 101))],
             [],
@@ -215,7 +224,7 @@ async def test_invalid_requests_and_the_service_keeps_serving(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.ExtractFacets(facets_pb2.ExtractFacetsRequest(conversations=conversations, facets=facets))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    found = violations(caught.value)
+    found = field_violations(caught.value)
     assert [field for field, _ in found] == [field for field, _ in expected]
     for (_, description), (_, fragment) in zip(found, expected, strict=True):
         assert fragment in description
@@ -391,8 +400,3 @@ async def test_health_reports_serving_with_providers() -> None:
         assert info["providers"] == ["heuristic"] and info["providers_ready"] is True
     finally:
         await service.stop(grace=0)
-
-
-def http_get(port: int, path: str) -> tuple[int, bytes]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-        return response.status, response.read()

@@ -8,7 +8,6 @@ Integration test modules share the session's event loop (``pytestmark = pytest.m
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Any, cast
 import grpc
 import pytest
 import pytest_asyncio
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 from briefxai.common.v1 import common_pb2
@@ -27,6 +24,7 @@ from briefxai_common.bootstrap import RunningService, start_service
 from briefxai_gateway.server import Gateway, build_gateway
 from briefxai_gateway.settings import GatewaySettings
 from briefxai_gateway.store import Store
+from tests.support.ports import free_port
 
 LOCAL: dict[str, Any] = {"host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "grace_period_seconds": 0}
 TERMINAL = {
@@ -76,23 +74,6 @@ def conversation(index: int, topic: str | None = None) -> common_pb2.Conversatio
 
 def conversations(count: int, start: int = 0) -> list[common_pb2.Conversation]:
     return [conversation(i) for i in range(start, start + count)]
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    """google.rpc BadRequest field violations of a failed call, by field."""
-    status = rpc_status.from_call(cast(grpc.Call, error))
-    assert status is not None
-    bad_request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad_request)
-    return {v.field: v.description for v in bad_request.field_violations}
 
 
 def server_calls(service: str, method: str) -> float:

@@ -47,13 +47,13 @@ async def test_analysis_streams_unaligned_chunks_with_the_same_result(
         conversations=conversations(30), options=gateway_pb2.AnalysisOptions(k=3, seed=5)
     )
     whole = (await gw.stub.CreateAnalysis(request)).analysis
-    assert (await gw.wait(whole.id))[-1].state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED
+    assert (await gw.wait(whole.id))[-1].analysis.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED
 
     monkeypatch.setattr(pipeline, "CLUSTER_CHUNK_VECTORS", 7)  # chunks of 7 over embedding batches of 8
     before = received("StreamClusterEmbeddings")
     chunked = (await gw.stub.CreateAnalysis(request)).analysis
     final = (await gw.wait(chunked.id))[-1]
-    assert final.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.error
+    assert final.analysis.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.analysis.error.message
     assert received("StreamClusterEmbeddings") - before == 1 + 5  # the header, then 7+7+7+7+2 vectors
     assert await results(gw, chunked.id) == await results(gw, whole.id)
 
@@ -78,7 +78,13 @@ def chunked_input(n: int, size: int, log: list[int], fail_at: int | None = None)
             await asyncio.sleep(0)
 
     return ClusteringInput(
-        count=n, chunks=chunks, k=0, hierarchy_depth=0, min_cluster_size=0, min_distinct_users=0, seed=1
+        count=n,
+        chunks=chunks,
+        k=None,
+        hierarchy_depth=None,
+        min_cluster_size=None,
+        min_distinct_users=None,
+        seed=1,
     )
 
 

@@ -37,7 +37,7 @@ async def test_stopped_gateway_resumes_without_redoing_batches(
     )
     request = gateway_pb2.CreateAnalysisRequest(conversations=conversations(14), request_id="resume-me")
     created = (await first.stub.CreateAnalysis(request)).analysis
-    await first.wait_until(created.id, lambda u: u.stage == gateway_pb2.STAGE_CLUSTER)
+    await first.wait_until(created.id, lambda u: u.analysis.stage == gateway_pb2.STAGE_CLUSTER)
     await first.stop()
     store_url = first.settings.store_url
     with_checkpoints = Store(store_url)
@@ -55,7 +55,7 @@ async def test_stopped_gateway_resumes_without_redoing_batches(
     cluster_calls = server_calls(CLUSTERING, "StreamClusterEmbeddings")
     second = await start_gateway(store_url=store_url, batch_size=4)
     final = (await second.wait(created.id))[-1]
-    assert final.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.error
+    assert final.analysis.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.analysis.error.message
     assert server_calls(FACETS, "ExtractFacets") == facets_calls
     assert server_calls(EMBEDDING, "EmbedTexts") == embed_calls
     assert server_calls(CLUSTERING, "StreamClusterEmbeddings") == cluster_calls + 1
@@ -102,7 +102,9 @@ async def test_crafted_running_analysis_resumes_from_its_checkpoints(
     embed_calls = server_calls(EMBEDDING, "EmbedTexts")
     gw = await start_gateway(store_url=store_url, batch_size=8)
     updates = await gw.wait("crafted")
-    assert updates[-1].state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, updates[-1].error
+    assert updates[-1].analysis.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, updates[
+        -1
+    ].analysis.error.message
     assert server_calls(FACETS, "ExtractFacets") == facets_calls + 1
     assert server_calls(EMBEDDING, "EmbedTexts") == embed_calls + 2
     kept = await asyncio.to_thread(gw.store.load_facets, "crafted", 0, 20)

@@ -10,7 +10,9 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from briefxai.common.v1 import common_pb2
 from briefxai.gateway.v1 import gateway_pb2
@@ -18,6 +20,7 @@ from briefxai_common.bootstrap import start_service
 from briefxai_facets.server import build_service as build_facets
 from briefxai_facets.settings import FacetsSettings
 from briefxai_gateway.models import Stage
+from tests.support.errors import field_violations
 
 from .conftest import (
     LOCAL,
@@ -27,7 +30,6 @@ from .conftest import (
     conversation,
     conversations,
     metric_value,
-    violations,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -81,28 +83,31 @@ async def all_results(
 async def test_create_watch_get_results_list_delete(start_gateway: GatewayFactory) -> None:
     gw = await start_gateway()
     created = await create(gw, conversations(30), display_name="three topics", k=3, seed=7)
-    assert created.name == f"analyses/{created.id}"
     assert created.state == gateway_pb2.ANALYSIS_STATE_PENDING
     assert created.conversation_count == 30
     assert created.options.embed_text == gateway_pb2.EMBED_TEXT_CONVERSATION  # the configured default
 
     updates = await gw.wait(created.id)
     final = updates[-1]
-    assert final.state == SUCCEEDED, final.error
-    assert final.stage == gateway_pb2.STAGE_STORE
-    assert [(s.stage, s.done, s.total) for s in final.stages] == [(stage, 30, 30) for stage in STAGES]
+    assert final.analysis.state == SUCCEEDED, final.analysis.error.message
+    assert final.analysis.stage == gateway_pb2.STAGE_STORE
+    assert [(s.stage, s.done, s.total) for s in final.analysis.stages] == [
+        (stage, 30, 30) for stage in STAGES
+    ]
     assert final.eta_seconds == 0.0
-    assert all(u.state not in TERMINAL for u in updates[:-1])
-    facets_done = [next(s.done for s in u.stages if s.stage == gateway_pb2.STAGE_FACETS) for u in updates]
+    assert all(u.analysis.state not in TERMINAL for u in updates[:-1])
+    facets_done = [
+        next(s.done for s in u.analysis.stages if s.stage == gateway_pb2.STAGE_FACETS) for u in updates
+    ]
     assert facets_done == sorted(facets_done)
 
     got = (await gw.stub.GetAnalysis(gateway_pb2.GetAnalysisRequest(id=created.id))).analysis
     assert got.state == SUCCEEDED
     assert got.options.display_name == "three topics"
     assert got.update_time.ToDatetime() >= got.create_time.ToDatetime()
-    # The resource name is accepted as well as the bare id.
+    # "analyses/{id}" is accepted as well as the bare id.
     assert (
-        await gw.stub.GetAnalysis(gateway_pb2.GetAnalysisRequest(id=created.name))
+        await gw.stub.GetAnalysis(gateway_pb2.GetAnalysisRequest(id=f"analyses/{created.id}"))
     ).analysis.id == created.id
 
     pages = await all_results(gw, created.id, page_size=7)
@@ -152,7 +157,7 @@ async def test_create_watch_get_results_list_delete(start_gateway: GatewayFactor
             break
     assert listed == [third.id, second.id, created.id]
     for other in (second, third):
-        assert (await gw.wait(other.id))[-1].state == SUCCEEDED
+        assert (await gw.wait(other.id))[-1].analysis.state == SUCCEEDED
 
     counts = await asyncio.to_thread(gw.store.row_counts, created.id)
     assert counts["conversations"] == 30 and counts["facet_values"] > 0 and counts["embeddings"] == 4
@@ -174,7 +179,7 @@ async def test_create_is_idempotent_on_request_id(start_gateway: GatewayFactory)
     assert again.conversation_count == 5
     listed = await gw.stub.ListAnalyses(gateway_pb2.ListAnalysesRequest())
     assert [a.id for a in listed.analyses] == [first.id]
-    assert (await gw.wait(first.id))[-1].state == SUCCEEDED
+    assert (await gw.wait(first.id))[-1].analysis.state == SUCCEEDED
 
 
 async def upload_stream(
@@ -198,7 +203,7 @@ async def test_upload_streams_batches(start_gateway: GatewayFactory) -> None:
     uploaded = (await gw.stub.UploadAnalysis(upload_stream(header, batches))).analysis
     assert uploaded.conversation_count == 18
     assert uploaded.options.embed_text == gateway_pb2.EMBED_TEXT_REQUEST_SUMMARY
-    assert (await gw.wait(uploaded.id))[-1].state == SUCCEEDED
+    assert (await gw.wait(uploaded.id))[-1].analysis.state == SUCCEEDED
     pages = await all_results(gw, uploaded.id, page_size=100)
     conversations_out = pages[0].conversations
     assert [c.conversation_id for c in conversations_out] == [f"conv-{i:04d}" for i in range(18)]
@@ -216,10 +221,10 @@ async def test_upload_with_bad_batches_is_refused_and_leaves_nothing(start_gatew
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await gw.stub.UploadAnalysis(upload_stream(header, duplicate))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "duplicate" in violations(info.value)["conversations[4].id"]
+    assert "duplicate" in dict(field_violations(info.value))["conversations[4].id"]
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await gw.stub.UploadAnalysis(upload_stream(None, [conversations(2)]))
-    assert "header" in violations(info.value)
+    assert "header" in dict(field_violations(info.value))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await gw.stub.UploadAnalysis(upload_stream(header, []))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -231,7 +236,7 @@ async def test_upload_with_bad_batches_is_refused_and_leaves_nothing(start_gatew
 async def test_invalid_arguments_have_field_violations_and_the_service_keeps_serving(
     start_gateway: GatewayFactory,
 ) -> None:
-    gw = await start_gateway(max_k=50)
+    gw = await start_gateway()
     bad = [
         conversation(0),
         common_pb2.Conversation(
@@ -248,9 +253,10 @@ async def test_invalid_arguments_have_field_violations_and_the_service_keeps_ser
         ),
     ]
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await create(gw, bad, k=51, hierarchy_depth=99, facets=["task", "no_such_facet"])
+        # k and the depth are above the clustering service's own limits (200 and 6; asked with GetLimits).
+        await create(gw, bad, k=201, hierarchy_depth=99, facets=["task", "no_such_facet"])
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(violations(info.value)) == {
+    assert set(dict(field_violations(info.value))) == {
         "conversations[1].id",
         "conversations[2].id",
         "conversations[3].messages",
@@ -262,17 +268,17 @@ async def test_invalid_arguments_have_field_violations_and_the_service_keeps_ser
     }
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await create(gw, [])
-    assert set(violations(info.value)) == {"conversations"}
+    assert set(dict(field_violations(info.value))) == {"conversations"}
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await gw.stub.ListAnalyses(gateway_pb2.ListAnalysesRequest(page_token="garbage!"))
-    assert set(violations(info.value)) == {"page_token"}
+    assert set(dict(field_violations(info.value))) == {"page_token"}
     # Nothing was stored, and the service still answers.
     assert list((await gw.stub.ListAnalyses(gateway_pb2.ListAnalysesRequest())).analyses) == []
     async with grpc.aio.insecure_channel(gw.running.address) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     ok = await create(gw, conversations(4))
-    assert (await gw.wait(ok.id))[-1].state == SUCCEEDED
+    assert (await gw.wait(ok.id))[-1].analysis.state == SUCCEEDED
 
 
 async def test_unknown_ids_are_not_found(start_gateway: GatewayFactory) -> None:
@@ -306,7 +312,7 @@ async def test_cancel_stops_a_running_analysis(start_gateway: GatewayFactory, cl
         max_queued_analyses=1,
     )
     running = await create(gw, conversations(10))
-    await gw.wait_until(running.id, lambda u: u.stage == gateway_pb2.STAGE_CLUSTER)
+    await gw.wait_until(running.id, lambda u: u.analysis.stage == gateway_pb2.STAGE_CLUSTER)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await gw.stub.GetAnalysisResults(gateway_pb2.GetAnalysisResultsRequest(id=running.id))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -318,16 +324,21 @@ async def test_cancel_stops_a_running_analysis(start_gateway: GatewayFactory, cl
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await create(gw, conversations(3))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = rpc_status.from_call(info.value).details  # type: ignore[arg-type, union-attr]
+    error_info, retry_info = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    assert details[0].Unpack(error_info) and details[1].Unpack(retry_info)
+    assert (error_info.reason, error_info.metadata["queued"]) == ("ANALYSIS_QUEUE_FULL", "1")
+    assert retry_info.retry_delay.seconds > 0
 
     watch = asyncio.create_task(gw.wait(running.id))
     cancelled = (await gw.stub.CancelAnalysis(gateway_pb2.CancelAnalysisRequest(id=running.id))).analysis
     assert cancelled.state == CANCELLED
     updates = await watch
-    assert updates[-1].state == CANCELLED
+    assert updates[-1].analysis.state == CANCELLED
     # Cancelling again changes nothing; the queued analysis now runs (and gets stuck the same way).
     again = (await gw.stub.CancelAnalysis(gateway_pb2.CancelAnalysisRequest(id=running.id))).analysis
     assert again.state == CANCELLED
-    await gw.wait_until(queued.id, lambda u: u.state == gateway_pb2.ANALYSIS_STATE_RUNNING)
+    await gw.wait_until(queued.id, lambda u: u.analysis.state == gateway_pb2.ANALYSIS_STATE_RUNNING)
     await gw.stub.DeleteAnalysis(gateway_pb2.DeleteAnalysisRequest(id=queued.id))
     assert set((await asyncio.to_thread(gw.store.row_counts, queued.id)).values()) == {0}
     assert gw.gateway.manager.running_count == 0
@@ -341,19 +352,21 @@ async def test_breaker_opens_when_a_downstream_stops(start_gateway: GatewayFacto
         breaker={"failure_threshold": 2, "reset_timeout_seconds": 600},
     )
     ok = await create(gw, conversations(6))
-    assert (await gw.wait(ok.id))[-1].state == SUCCEEDED
+    assert (await gw.wait(ok.id))[-1].analysis.state == SUCCEEDED
     await facets.stop(grace=0)
 
     failed = await create(gw, conversations(6))
     final = (await gw.wait(failed.id))[-1]
-    assert final.state == FAILED
-    assert "facets service unavailable" in final.error
+    assert final.analysis.state == FAILED
+    assert "facets service unavailable" in final.analysis.error.message
+    assert final.analysis.error.code == code_pb2.UNAVAILABLE
     assert metric_value("briefxai_circuit_breaker_state", {"service": "facets"}) == 1.0
     # The breaker now refuses at once, without calling the stopped service.
     fast = await create(gw, conversations(6))
     final = (await gw.wait(fast.id))[-1]
-    assert final.state == FAILED
-    assert "circuit breaker open" in final.error
+    assert final.analysis.state == FAILED
+    assert "circuit breaker open" in final.analysis.error.message
+    assert final.analysis.error.code == code_pb2.UNAVAILABLE
     # The gateway itself keeps serving.
     listed = await gw.stub.ListAnalyses(gateway_pb2.ListAnalysesRequest())
     assert [a.id for a in listed.analyses] == [fast.id, failed.id, ok.id]
@@ -373,7 +386,7 @@ async def test_metrics_count_stages_and_states(start_gateway: GatewayFactory) ->
     }
     succeeded = metric_value("briefxai_analyses_total", {"state": "succeeded"})
     analysis = await create(gw, conversations(12))
-    assert (await gw.wait(analysis.id))[-1].state == SUCCEEDED
+    assert (await gw.wait(analysis.id))[-1].analysis.state == SUCCEEDED
     for stage, value in before.items():
         assert metric_value("briefxai_conversations_processed_total", {"stage": stage.value}) == value + 12
     assert metric_value("briefxai_analyses_total", {"state": "succeeded"}) == succeeded + 1
@@ -399,7 +412,7 @@ async def test_the_token_budget_reaches_the_model(start_gateway: GatewayFactory)
     tokens_before = metric_value("briefxai_embedding_tokens_total", labels)
     created = await create(gw, convs, k=2, seed=3, embed_token_budget=16)
     assert created.options.embed_token_budget == 16
-    assert (await gw.wait(created.id))[-1].state == SUCCEEDED
+    assert (await gw.wait(created.id))[-1].analysis.state == SUCCEEDED
     assert metric_value("briefxai_embedding_tokens_total", labels) - tokens_before == 12 * 16
 
     default = await create(gw, conversations(6), k=2, seed=3)

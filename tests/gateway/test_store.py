@@ -60,11 +60,46 @@ def test_sqlite_file_uses_wal_and_migrations_match_the_schema(store: Store, tmp_
     assert path.exists()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     assert diff == []
     store.migrate()  # idempotent
+
+
+def test_an_analysis_stored_at_revision_0001_reads_after_the_upgrade(tmp_path: Path) -> None:
+    """0001 rows have no error code and stored 0 for "the clustering service's default"."""
+    from alembic import command
+    from alembic.config import Config
+
+    from briefxai_gateway.store.engine import MIGRATIONS_DIR
+
+    db = Store(f"sqlite:///{tmp_path}/old.db")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.exec_driver_sql(
+            "INSERT INTO analyses (id, tenant_id, state, options, conversation_count, batch_size, create_time, "
+            "update_time, error, upload_complete) VALUES ('old', 'default', 'failed', "
+            '\'{"k": 0, "hierarchy_depth": 0, "min_cluster_size": 0, "min_distinct_users": 4, '
+            "\"seed\": 3}', 0, 2, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'down', 1)"
+        )
+    db.migrate()
+    old = db.get_analysis("old")
+    db.close()
+    assert old is not None and (old.error, old.error_code) == ("down", "")
+    options = old.options
+    assert (options.k, options.hierarchy_depth, options.min_cluster_size) == (None, None, None)
+    assert (options.min_distinct_users, options.seed) == (4, 3)
+
+
+def test_options_round_trip_keeps_an_explicit_zero_depth(store: Store) -> None:
+    options = AnalysisOptions(k=None, hierarchy_depth=0, min_cluster_size=2, seed=0)
+    store.create_analysis("z", request_id="", options=options, batch_size=2, conversations=convs(2))
+    stored = store.get_analysis("z")
+    assert stored is not None and stored.options == options
 
 
 def test_create_get_and_request_id_uniqueness(store: Store) -> None:
@@ -135,7 +170,7 @@ def test_batches_checkpoints_progress_and_warnings(store: Store) -> None:
     vectors = store.load_vector_range("a", 0, 3)
     assert (vectors.count, vectors.dim) == (3, 2)
     assert struct.unpack("<6f", vectors.data) == (0.0, 1.0, 2.0, 3.0, 100.0, 101.0)
-    assert store.iter_request_texts("a") == {}
+    assert store.request_texts_by_index("a") == {}
     rows = list(store.iter_conversation_rows("a", with_messages=False))
     assert rows[0] == (0, "c0", "u0", None)
 
@@ -177,8 +212,8 @@ def test_conversation_rows_and_request_texts_by_ordinal_range(store: Store) -> N
     rows = list(store.iter_conversation_rows("a", with_messages=True, start=2, end=5))
     assert [(r[0], r[1], r[2]) for r in rows] == [(2, "c2", "u2"), (3, "c3", "u0"), (4, "c4", "u1")]
     assert all(r[3] is not None and "question" in r[3] for r in rows)
-    assert store.iter_request_texts("a", 2, 5) == {3: "summary 3"}
-    assert store.iter_request_texts("a") == {1: "summary 1", 3: "summary 3", 5: "summary 5"}
+    assert store.request_texts_by_index("a", 2, 5) == {3: "summary 3"}
+    assert store.request_texts_by_index("a") == {1: "summary 1", 3: "summary 3", 5: "summary 5"}
 
 
 def test_results_are_saved_atomically_and_only_while_running(store: Store) -> None:
@@ -222,10 +257,10 @@ def test_finish_and_delete_leave_no_rows(store: Store) -> None:
     assert store.facet_definitions("a") == [FacetDefinition("turns", FacetType.NUMBER, 0.0, float("inf"))]
     store.save_facets_batch("a", 0, 0, [[FacetValue("turns", number=2.0)], []], {})
     store.save_embeddings_batch("a", 0, 0, packed(2, 2), "m", {})
-    assert store.finish("a", AnalysisState.FAILED, "boom")
+    assert store.finish("a", AnalysisState.FAILED, "boom", "UNAVAILABLE")
     assert not store.set_running("a")
     failed = store.get_analysis("a")
-    assert failed is not None and failed.error == "boom"
+    assert failed is not None and (failed.error, failed.error_code) == ("boom", "UNAVAILABLE")
     assert store.delete_analysis("a")
     assert set(store.row_counts("a").values()) == {0}
     assert store.row_counts("b")["conversations"] == 2

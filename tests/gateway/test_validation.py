@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from briefxai_common.errors import InvalidArgument
-from briefxai_gateway.models import AnalysisOptions, Conversation, EmbedTextMode, Message
+from briefxai_gateway.downstream import ClusteringLimits
+from briefxai_gateway.models import AnalysisOptions, Conversation, EmbedTextMode, Message, RequestedOptions
 from briefxai_gateway.settings import AnalysisDefaults
 from briefxai_gateway.validation import (
     MAX_REPORTED_VIOLATIONS,
@@ -17,9 +18,8 @@ from briefxai_gateway.validation import (
     validate_conversations,
 )
 
-LIMITS = Limits(
-    max_conversations=5, max_messages=3, max_message_chars=20, max_id_chars=8, max_k=50, max_hierarchy_depth=3
-)
+LIMITS = Limits(max_conversations=5, max_messages=3, max_message_chars=20, max_id_chars=8)
+CLUSTERING = ClusteringLimits(max_k=50, max_hierarchy_depth=3, max_vectors=1000)
 
 
 def good(cid: str) -> Conversation:
@@ -90,14 +90,15 @@ def test_reported_violations_are_capped() -> None:
 
 
 def resolve(
-    options: AnalysisOptions, known: list[str] | None = None, embed_text_set: bool = False
+    options: RequestedOptions,
+    known: list[str] | None = None,
+    clustering: ClusteringLimits | None = CLUSTERING,
 ) -> AnalysisOptions:
     violations = Violations()
     resolved = resolve_options(
         options,
-        embed_text_set=embed_text_set,
         defaults=AnalysisDefaults.model_validate({"k": 7, "seed": 42, "embed_text": "first_user_message"}),
-        limits=LIMITS,
+        clustering_limits=clustering,
         known_facets=known,
         violations=violations,
     )
@@ -105,19 +106,49 @@ def resolve(
     return resolved
 
 
-def test_options_defaults_fill_zeros() -> None:
-    resolved = resolve(AnalysisOptions(display_name="x"))
+def test_defaults_fill_the_unset_options() -> None:
+    resolved = resolve(RequestedOptions(display_name="x"))
     assert (resolved.k, resolved.seed, resolved.embed_text) == (7, 42, EmbedTextMode.FIRST_USER_MESSAGE)
-    explicit = resolve(
-        AnalysisOptions(k=3, seed=1, embed_text=EmbedTextMode.CONVERSATION), embed_text_set=True
-    )
+    assert resolved.hierarchy_depth is None and resolved.min_cluster_size is None  # the clustering defaults
+    explicit = resolve(RequestedOptions(k=3, seed=1, embed_text=EmbedTextMode.CONVERSATION))
     assert (explicit.k, explicit.seed, explicit.embed_text) == (3, 1, EmbedTextMode.CONVERSATION)
+
+
+def test_set_zeros_are_values_not_defaults() -> None:
+    resolved = resolve(RequestedOptions(seed=0, hierarchy_depth=0))
+    assert (resolved.seed, resolved.hierarchy_depth) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (RequestedOptions(k=1), "options.k"),
+        (RequestedOptions(min_cluster_size=0), "options.min_cluster_size"),
+        (RequestedOptions(min_distinct_users=0), "options.min_distinct_users"),
+        (RequestedOptions(embed_token_budget=0), "options.embed_token_budget"),
+        (RequestedOptions(embed_token_budget=8193), "options.embed_token_budget"),
+        (RequestedOptions(embed_text_known=False), "options.embed_text"),
+    ],
+)
+def test_set_options_out_of_range_are_field_violations(options: RequestedOptions, field: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        resolve(options)
+    assert list(violations_of(info.value)) == [field]
+
+
+def test_clustering_limits_are_checked_only_when_the_service_could_be_asked() -> None:
+    assert resolve(RequestedOptions(k=51, hierarchy_depth=4), clustering=None).k == 51
+    with pytest.raises(InvalidArgument) as info:
+        resolve(RequestedOptions(k=51, hierarchy_depth=4))
+    found = violations_of(info.value)
+    assert "max_k" in found["options.k"] and "50" in found["options.k"]
+    assert "3" in found["options.hierarchy_depth"]
 
 
 def test_bad_options_are_field_violations() -> None:
     with pytest.raises(InvalidArgument) as info:
         resolve(
-            AnalysisOptions(k=51, hierarchy_depth=4, facets=["task", "nope", "task"]),
+            RequestedOptions(k=51, hierarchy_depth=4, facets=["task", "nope", "task"]),
             known=["task", "request"],
         )
     found = violations_of(info.value)
@@ -126,7 +157,7 @@ def test_bad_options_are_field_violations() -> None:
 
 
 def test_facet_names_unchecked_when_the_facets_service_is_unreachable() -> None:
-    assert resolve(AnalysisOptions(facets=["anything"]), known=None).facets == ["anything"]
+    assert resolve(RequestedOptions(facets=["anything"]), known=None).facets == ["anything"]
 
 
 def test_request_summary_needs_the_request_facet() -> None:

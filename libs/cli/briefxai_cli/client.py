@@ -18,12 +18,13 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from briefxai.common.v1 import common_pb2
 from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from briefxai_cli.inputs import ConversationRecord
+from briefxai_common.conversations_proto import conversation_to_proto
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
 GATEWAY_ENV = "BRIEFXAI_CLI_GATEWAY"
@@ -35,12 +36,6 @@ UPLOAD_BATCH_BYTES = 4 * 1024 * 1024
 UPLOAD_BATCH_MAX = 1000
 RESULTS_PAGE_SIZE = 1000
 
-ROLES = {
-    "user": common_pb2.ROLE_USER,
-    "assistant": common_pb2.ROLE_ASSISTANT,
-    "system": common_pb2.ROLE_SYSTEM,
-    "tool": common_pb2.ROLE_TOOL,
-}
 EMBED_TEXT = {
     "conversation": gateway_pb2.EMBED_TEXT_CONVERSATION,
     "user": gateway_pb2.EMBED_TEXT_USER_MESSAGES,
@@ -73,6 +68,12 @@ def stage_name(stage: int) -> str:
     return gateway_pb2.Stage.Name(stage).removeprefix("STAGE_")
 
 
+def error_text(status: status_pb2.Status) -> str:
+    """A failed analysis's google.rpc.Status as one line: ``UNAVAILABLE: embedding service ...``."""
+    code = code_pb2.Code.Name(status.code) if status.code in code_pb2.Code.values() else str(status.code)
+    return f"{code}: {status.message}"
+
+
 def analysis_id(value: str) -> str:
     """Accepts ``abc`` or ``analyses/abc``."""
     return value.strip().removeprefix("analyses/")
@@ -83,26 +84,22 @@ def analysis_id(value: str) -> str:
 
 
 def to_proto(record: ConversationRecord) -> common_pb2.Conversation:
-    return common_pb2.Conversation(
-        id=record.id,
-        user_id=record.user_id,
-        messages=[common_pb2.Message(role=ROLES[m.role], content=m.content) for m in record.messages],
-        metadata=record.metadata,
-    )
+    return conversation_to_proto(record)
 
 
 def build_options(
     *,
-    k: int = 0,
-    depth: int = 0,
-    min_cluster_size: int = 0,
-    min_users: int = 0,
-    seed: int = 0,
+    k: int | None = None,
+    depth: int | None = None,
+    min_cluster_size: int | None = None,
+    min_users: int | None = None,
+    seed: int | None = None,
     embed_text: str | None = None,
-    embed_tokens: int = 0,
+    embed_tokens: int | None = None,
     facets: Sequence[str] = (),
     display_name: str = "",
 ) -> gateway_pb2.AnalysisOptions:
+    """Analysis options; None leaves an option unset, so the gateway's default applies."""
     return gateway_pb2.AnalysisOptions(
         facets=list(facets),
         k=k,
@@ -316,7 +313,7 @@ class GatewayClient:
             for update in self.watch(id):
                 if on_update is not None:
                     on_update(update)
-                if update.state in TERMINAL_STATES:
+                if update.analysis.state in TERMINAL_STATES:
                     break
         except grpc.RpcError as error:
             if not isinstance(error, grpc.Call) or error.code() not in RETRYABLE:
@@ -332,15 +329,7 @@ class GatewayClient:
 
 def watch_update(analysis: gateway_pb2.Analysis) -> gateway_pb2.WatchAnalysisResponse:
     """The progress of a GetAnalysis answer in WatchAnalysis form (used when polling)."""
-    return gateway_pb2.WatchAnalysisResponse(
-        id=analysis.id,
-        state=analysis.state,
-        stage=analysis.stage,
-        stages=analysis.stages,
-        eta_seconds=-1.0,
-        warnings=analysis.warnings,
-        error=analysis.error,
-    )
+    return gateway_pb2.WatchAnalysisResponse(analysis=analysis, eta_seconds=-1.0)
 
 
 def _upload_requests(

@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import briefxai_sampledata
 from briefxai.gateway.v1 import gateway_pb2
-from briefxai_cli import evaluation, render, sampledata
+from briefxai_cli import evaluation, render
 from briefxai_cli.client import (
     DEFAULT_GATEWAY,
     EMBED_TEXT,
@@ -32,6 +33,7 @@ from briefxai_cli.client import (
     GatewayClient,
     build_options,
     describe_rpc_error,
+    error_text,
     state_name,
     to_json,
 )
@@ -110,24 +112,32 @@ def gateway_option(func: Callable[P, R]) -> Callable[P, R]:
 
 def analysis_options(func: Callable[P, R]) -> Callable[P, R]:
     decorators = [
-        click.option("--k", type=click.IntRange(min=0), default=0, help="Base clusters; 0 = automatic."),
         click.option(
-            "--depth", type=click.IntRange(min=0), default=0, help="Levels above the base; 0 = default."
+            "--k", type=click.IntRange(min=2), default=None, help="Base clusters; default: automatic."
+        ),
+        click.option(
+            "--depth",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Levels above the base (0: base clusters only); default: the clustering service's.",
         ),
         click.option(
             "--min-cluster-size",
-            type=click.IntRange(min=0),
-            default=0,
-            help="Privacy: smallest cluster reported; 0 = default.",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Privacy: smallest cluster reported; default: the clustering service's (5).",
         ),
         click.option(
             "--min-users",
-            type=click.IntRange(min=0),
-            default=0,
-            help="Privacy: fewest distinct users per reported cluster; 0 = default.",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Privacy: fewest distinct users per reported cluster; default: the clustering service's (3).",
         ),
         click.option(
-            "--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Random seed."
+            "--seed",
+            type=click.IntRange(0, 2**64 - 1),
+            default=None,
+            help="Random seed; default: the gateway's (0).",
         ),
         click.option(
             "--embed-text",
@@ -138,10 +148,10 @@ def analysis_options(func: Callable[P, R]) -> Callable[P, R]:
         ),
         click.option(
             "--embed-tokens",
-            type=click.IntRange(0, 8192),
-            default=0,
-            help="Model tokens that represent a conversation (the cost of embedding it); 0 = the "
-            "gateway's default (64).",
+            type=click.IntRange(1, 8192),
+            default=None,
+            help="Model tokens that represent a conversation (the cost of embedding it); default: the "
+            "gateway's (64).",
         ),
         click.option("--facets", default="", help="Comma-separated facet names; default: all."),
         click.option("--name", "display_name", default="", help="Display name shown in listings."),
@@ -168,7 +178,7 @@ def options_from(params: dict[str, Any]) -> gateway_pb2.AnalysisOptions:
         min_users=params["min_users"],
         seed=params["seed"],
         embed_text=params["embed_text"],
-        embed_tokens=params.get("embed_tokens") or 0,
+        embed_tokens=params.get("embed_tokens"),
         facets=facets,
         display_name=params.get("display_name") or "",
     )
@@ -271,7 +281,7 @@ def demo(data_dir: Path | None, sample: Path, timeout: float) -> None:
     data_dir = data_dir or DEFAULT_DATA_DIR / datetime.now().strftime("demo-%Y%m%d-%H%M%S")
     if not sample.exists():
         generated = data_dir / "sample_conversations.jsonl"
-        count = sampledata.write(generated, 400, 7)
+        count = briefxai_sampledata.write(generated, 400, 7)
         err.print(f"{sample} not found; generated {count} sample conversations in {generated}")
         sample = generated
     plan = plan_suite(data_dir, base_port=0)
@@ -405,7 +415,7 @@ def run_analysis(
     for warning in final.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if final.state != gateway_pb2.ANALYSIS_STATE_SUCCEEDED:
-        reason = f": {final.error}" if final.error else ""
+        reason = f": {error_text(final.error)}" if final.HasField("error") else ""
         raise CliError(f"analysis {final.id} {state_name(final.state)}{reason}")
     return final, client.results(final.id)
 
@@ -574,7 +584,7 @@ def eval_command(
 @handle_errors
 def sample(count: int, seed: int, target: str, fmt: str) -> None:
     """Write labelled synthetic conversations (metadata.label holds the topic)."""
-    written = sampledata.write(target, count, seed, fmt)
+    written = briefxai_sampledata.write(target, count, seed, fmt)
     if target != "-":
         err.print(f"wrote {written} conversations to {target}")
 

@@ -15,7 +15,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from briefxai.gateway.v1 import gateway_pb2
-from briefxai_cli.client import stage_name, state_name
+from briefxai_cli.client import error_text, stage_name, state_name
 from briefxai_cli.evaluation import EvaluationReport, RunComparison
 
 STATE_STYLE = {
@@ -57,21 +57,24 @@ class ProgressView:
         self.progress.stop()
 
     def update(self, update: gateway_pb2.WatchAnalysisResponse) -> None:
-        for stage in update.stages:
+        analysis = update.analysis
+        for stage in analysis.stages:
             total = stage.total or None
             task = self.tasks.get(stage.stage)
             if task is None:
                 task = self.progress.add_task(stage_name(stage.stage).lower(), total=total, info="")
                 self.tasks[stage.stage] = task
             info = ""
-            if stage.stage == update.stage and update.state == gateway_pb2.ANALYSIS_STATE_RUNNING:
+            if stage.stage == analysis.stage and analysis.state == gateway_pb2.ANALYSIS_STATE_RUNNING:
                 info = _rate_eta(update.rate, update.eta_seconds)
             self.progress.update(task, completed=stage.done, total=total, info=info)
-        state = state_name(update.state)
+        state = state_name(analysis.state)
         if state != self.last_state:
             self.last_state = state
-            if update.state != gateway_pb2.ANALYSIS_STATE_RUNNING:
-                self.progress.console.print(f"analysis {update.id}: [{STATE_STYLE.get(state, '')}]{state}[/]")
+            if analysis.state != gateway_pb2.ANALYSIS_STATE_RUNNING:
+                self.progress.console.print(
+                    f"analysis {analysis.id}: [{STATE_STYLE.get(state, '')}]{state}[/]"
+                )
 
 
 def _rate_eta(rate: float, eta: float) -> str:
@@ -152,8 +155,8 @@ def analysis_summary(analysis: gateway_pb2.Analysis) -> RenderableType:
     table.add_row("updated", _timestamp(analysis.update_time.seconds))
     if analysis.request_id:
         table.add_row("request id", escape(analysis.request_id))
-    if analysis.error:
-        table.add_row("error", f"[red]{escape(analysis.error)}[/]")
+    if analysis.HasField("error"):
+        table.add_row("error", f"[red]{escape(error_text(analysis.error))}[/]")
     for warning in analysis.warnings:
         table.add_row("warning", f"[yellow]{escape(warning)}[/]")
     return table

@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from briefxai_common import metrics, tracing
 from briefxai_common.config import ConfigError, ServiceSettings
 from briefxai_common.http import HttpSidePort
 from briefxai_common.interceptors import ErrorMappingInterceptor
 from briefxai_common.logging import configure_logging, get_logger
+from briefxai_common.reflection import enable_reflection
 
 log = get_logger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -120,9 +120,7 @@ async def start_service(service: Service) -> RunningService:
     names = list(service.register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-    )
+    enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
     grpc_port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
     if grpc_port == 0:
         raise OSError(f"cannot bind gRPC port {settings.host}:{settings.grpc_port}")

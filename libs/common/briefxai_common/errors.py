@@ -14,10 +14,38 @@ class FieldViolation:
     description: str
 
 
+#: google.rpc.ErrorInfo.domain of every error this project's services send.
+ERROR_DOMAIN = "briefxai"
+
+
 class ServiceError(Exception):
     """Base of the errors a servicer may raise; ``code_name`` is the gRPC status code's name."""
 
     code_name = "UNKNOWN"
+
+
+class RetryableError(ServiceError):
+    """An error the caller may retry: sent with google.rpc ErrorInfo and, when known, RetryInfo.
+
+    ``reason`` is ErrorInfo's UPPER_SNAKE_CASE reason (what went wrong, stable for programs to branch
+    on); ``retry_after_seconds`` becomes RetryInfo.retry_delay (None sends no RetryInfo);
+    ``metadata`` adds ErrorInfo key/value context.
+    """
+
+    default_reason = "UNKNOWN"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after_seconds: float | None = 1.0,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason or self.default_reason
+        self.retry_after_seconds = retry_after_seconds
+        self.metadata = dict(metadata or {})
 
 
 class InvalidArgument(ServiceError):
@@ -52,16 +80,18 @@ class FailedPrecondition(ServiceError):
     code_name = "FAILED_PRECONDITION"
 
 
-class ResourceExhausted(ServiceError):
+class ResourceExhausted(RetryableError):
     """Backpressure: the caller should retry later."""
 
     code_name = "RESOURCE_EXHAUSTED"
+    default_reason = "CAPACITY_EXCEEDED"
 
 
-class Unavailable(ServiceError):
+class Unavailable(RetryableError):
     """A retryable fault, typically a dependency that is down."""
 
     code_name = "UNAVAILABLE"
+    default_reason = "SERVICE_UNAVAILABLE"
 
 
 class DeadlineExceeded(ServiceError):

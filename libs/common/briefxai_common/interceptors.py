@@ -10,10 +10,11 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from briefxai_common.errors import InvalidArgument, ServiceError
+from briefxai_common.errors import ERROR_DOMAIN, InvalidArgument, RetryableError, ServiceError
 from briefxai_common.logging import get_logger
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -21,21 +22,41 @@ log = get_logger(__name__)
 
 
 def status_details(error: ServiceError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
-    """The status code, message and ``grpc-status-details-bin`` trailer (google.rpc.Status) for an error."""
+    """The status code, message and ``grpc-status-details-bin`` trailer (google.rpc.Status) for an error.
+
+    INVALID_ARGUMENT carries BadRequest (every field violation); RESOURCE_EXHAUSTED and UNAVAILABLE
+    carry ErrorInfo and, when the error knows how long to wait, RetryInfo (AIP-193).
+    """
     code = grpc.StatusCode[error.code_name]
     message = str(error)
     status = status_pb2.Status(code=getattr(code_pb2, error.code_name), message=message)
-    if isinstance(error, InvalidArgument):
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
-            ]
-        )
-        detail = any_pb2.Any()
-        detail.Pack(bad_request)
-        status.details.append(detail)
+    for detail in _details(error):
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
     return code, message, (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def _details(error: ServiceError) -> list[Message]:
+    if isinstance(error, InvalidArgument):
+        return [
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        ]
+    if isinstance(error, RetryableError):
+        details: list[Message] = [
+            error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+        ]
+        if error.retry_after_seconds is not None:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(round(error.retry_after_seconds * 1e9))
+            details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+        return details
+    return []
 
 
 def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:

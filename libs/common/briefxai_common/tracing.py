@@ -42,7 +42,11 @@ def shutdown_tracing() -> None:
         _provider.shutdown()
 
 
-UNTRACED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
+UNTRACED_SERVICES = (
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
 
 
 def server_interceptor() -> grpc.aio.ServerInterceptor:

@@ -30,7 +30,10 @@ class JobSlots:
         if self.running >= self.max_running and self.waiting >= self.max_waiting:
             metrics.REJECTED.inc()
             raise ResourceExhausted(
-                f"clustering is busy: {self.running} jobs running and {self.waiting} waiting; retry later"
+                f"clustering is busy: {self.running} jobs running and {self.waiting} waiting; retry later",
+                reason="CLUSTERING_QUEUE_FULL",
+                retry_after_seconds=5.0,
+                metadata={"running": str(self.running), "waiting": str(self.waiting)},
             )
 
     async def run(self, work: Callable[[], T]) -> T:

@@ -35,20 +35,25 @@ log = get_logger(__name__)
 CHUNK_FLOATS_IN_THREAD = 1 << 16
 
 
+def _present(message: clustering_pb2.ClusteringParams, name: str) -> int | None:
+    return int(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
+
+
 def requested_params(message: clustering_pb2.ClusteringParams) -> RequestedParams:
+    """The params as sent; an optional field the client left unset is None (the server's default)."""
     return RequestedParams(
-        k=message.k,
-        hierarchy_depth=message.hierarchy_depth,
-        max_top_clusters=message.max_top_clusters,
-        min_cluster_size=message.min_cluster_size,
-        min_distinct_users=message.min_distinct_users,
+        k=_present(message, "k"),
+        hierarchy_depth=_present(message, "hierarchy_depth"),
+        max_top_clusters=_present(message, "max_top_clusters"),
+        min_cluster_size=_present(message, "min_cluster_size"),
+        min_distinct_users=_present(message, "min_distinct_users"),
         seed=message.seed,
         skip_map=message.skip_map,
     )
 
 
-def result_to_pb(result: ClusteringResult) -> clustering_pb2.ClusterEmbeddingsResponse:
-    return clustering_pb2.ClusterEmbeddingsResponse(
+def result_to_pb(result: ClusteringResult) -> clustering_pb2.ClusteringResult:
+    return clustering_pb2.ClusteringResult(
         clusters=[
             common_pb2.Cluster(
                 id=c.id,
@@ -92,6 +97,15 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServiceServicer):
         self.settings = settings
         self.jobs = jobs
 
+    async def GetLimits(
+        self, request: clustering_pb2.GetLimitsRequest, context: Context
+    ) -> clustering_pb2.GetLimitsResponse:
+        return clustering_pb2.GetLimitsResponse(
+            max_k=self.settings.max_k,
+            max_hierarchy_depth=self.settings.max_hierarchy_depth,
+            max_vectors=self.settings.max_vectors,
+        )
+
     async def ClusterEmbeddings(
         self, request: clustering_pb2.ClusterEmbeddingsRequest, context: Context
     ) -> clustering_pb2.ClusterEmbeddingsResponse:
@@ -110,17 +124,19 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServiceServicer):
         check_ids(ids)
         vectors = await asyncio.to_thread(decode_vectors, packed.data, packed.dim, packed.count)
         data = ClusteringInput(vectors=vectors, ids=ids, user_ids=user_ids, texts=texts)
-        return await self.jobs.run(lambda: self._cluster(data, params))
+        result = await self.jobs.run(lambda: self._cluster(data, params))
+        return clustering_pb2.ClusterEmbeddingsResponse(result=result)
 
     async def StreamClusterEmbeddings(
         self,
         request_iterator: AsyncIterator[clustering_pb2.StreamClusterEmbeddingsRequest],
         context: Context,
-    ) -> clustering_pb2.ClusterEmbeddingsResponse:
+    ) -> clustering_pb2.StreamClusterEmbeddingsResponse:
         """A header, then chunks copied straight into one preallocated array; then the same job."""
         data, params = await self._receive(request_iterator)
         # The assembled array belongs to this call alone: the pipeline sorts it in place, no copy.
-        return await self.jobs.run(lambda: self._cluster(data, params, consume_input=True))
+        result = await self.jobs.run(lambda: self._cluster(data, params, consume_input=True))
+        return clustering_pb2.StreamClusterEmbeddingsResponse(result=result)
 
     async def _receive(
         self, request_iterator: AsyncIterator[clustering_pb2.StreamClusterEmbeddingsRequest]
@@ -187,7 +203,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServiceServicer):
 
     def _cluster(
         self, data: ClusteringInput, params: ClusteringParams, *, consume_input: bool = False
-    ) -> clustering_pb2.ClusterEmbeddingsResponse:
+    ) -> clustering_pb2.ClusteringResult:
         """Runs in a worker thread: the pipeline, then the (large) response message; the pipeline's freed
         temporaries go back to the OS before the response is built."""
         result = self.pipeline.run(data, params, consume_input=consume_input)

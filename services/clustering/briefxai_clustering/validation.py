@@ -6,8 +6,10 @@ Decisions on edge cases:
 - ``ids`` must have one entry per vector; ``user_ids`` and ``texts`` are either empty (absent) or have
   one entry per vector. Ids are non-empty, at most 256 characters, and unique.
 - Vectors must be finite and non-zero; they need not be unit length (they are normalised).
-- ``params.k`` above ``max_k`` and ``params.hierarchy_depth`` above ``max_hierarchy_depth`` are rejected;
-  a ``params.k`` above the number of distinct vectors is clamped (reported in ``k_rule``).
+- An unset optional param takes the server's default. A set ``params.k`` must be 2..``max_k``, a set
+  ``params.hierarchy_depth`` 0..``max_hierarchy_depth`` (0: the base level only), and the privacy
+  thresholds and ``max_top_clusters`` at least 1. A ``params.k`` above the number of distinct vectors
+  is clamped (reported in ``k_rule``).
 - ``min_cluster_size`` / ``min_distinct_users`` larger than the input are allowed: everything is then
   withheld, which is the documented, privacy-safe result.
 
@@ -36,13 +38,13 @@ MAX_REPORTED_VIOLATIONS = 20
 
 @dataclass(frozen=True)
 class RequestedParams:
-    """``ClusteringParams`` as sent: 0 means "server default"."""
+    """``ClusteringParams`` as sent: None where the client left an optional field unset (server default)."""
 
-    k: int = 0
-    hierarchy_depth: int = 0
-    max_top_clusters: int = 0
-    min_cluster_size: int = 0
-    min_distinct_users: int = 0
+    k: int | None = None
+    hierarchy_depth: int | None = None
+    max_top_clusters: int | None = None
+    min_cluster_size: int | None = None
+    min_distinct_users: int | None = None
     seed: int = 0
     skip_map: bool = False
 
@@ -136,31 +138,43 @@ def check_ids(ids: Sequence[str]) -> None:
 
 
 def resolve_params(requested: RequestedParams, settings: ClusteringSettings) -> ClusteringParams:
-    """Applies server defaults to 0 fields and checks the limits."""
+    """Applies server defaults to unset fields and checks the limits of set ones."""
     problems: list[tuple[str, str]] = []
-    if requested.k > settings.max_k:
-        problems.append(("params.k", f"at most max_k = {settings.max_k}, got {requested.k} (0 = automatic)"))
-    if requested.hierarchy_depth > settings.max_hierarchy_depth:
+    if requested.k is not None and not 2 <= requested.k <= settings.max_k:
+        problems.append(
+            ("params.k", f"must be 2..{settings.max_k} (max_k), got {requested.k}; leave unset for automatic")
+        )
+    if requested.hierarchy_depth is not None and requested.hierarchy_depth > settings.max_hierarchy_depth:
         problems.append(
             (
                 "params.hierarchy_depth",
                 f"at most {settings.max_hierarchy_depth}, got {requested.hierarchy_depth}",
             )
         )
+    for name in ("max_top_clusters", "min_cluster_size", "min_distinct_users"):
+        value = getattr(requested, name)
+        if value is not None and value < 1:
+            problems.append(
+                (f"params.{name}", f"must be at least 1, got {value}; leave unset for the default")
+            )
     if not 0 <= requested.seed < 2**64:
         problems.append(("params.seed", f"must be a uint64, got {requested.seed}"))
     if problems:
         raise InvalidArgument.many(problems)
     return ClusteringParams(
-        k=requested.k,
-        hierarchy_depth=requested.hierarchy_depth or settings.default_hierarchy_depth,
-        max_top_clusters=requested.max_top_clusters or settings.default_max_top_clusters,
-        min_cluster_size=requested.min_cluster_size or settings.default_min_cluster_size,
-        min_distinct_users=requested.min_distinct_users or settings.default_min_distinct_users,
+        k=requested.k or 0,
+        hierarchy_depth=_or_default(requested.hierarchy_depth, settings.default_hierarchy_depth),
+        max_top_clusters=_or_default(requested.max_top_clusters, settings.default_max_top_clusters),
+        min_cluster_size=_or_default(requested.min_cluster_size, settings.default_min_cluster_size),
+        min_distinct_users=_or_default(requested.min_distinct_users, settings.default_min_distinct_users),
         seed=requested.seed,
         skip_map=requested.skip_map,
         merge_small_clusters=settings.merge_small_clusters,
     )
+
+
+def _or_default(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 @dataclass

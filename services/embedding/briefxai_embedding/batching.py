@@ -134,7 +134,7 @@ class MicroBatcher:
             metrics.CACHE_HITS.labels(self.backend.backend).inc(len(entries))
             return _assemble(entries, None)
         if not self.running or self._arrived is None:
-            raise Unavailable("the embedding service is not running")
+            raise Unavailable("the embedding service is not running", reason="SHUTTING_DOWN")
         loop = asyncio.get_running_loop()
         request = _Request(texts, keys, loop.create_future(), loop.time())
         self._queue.append(request)

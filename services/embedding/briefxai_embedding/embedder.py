@@ -117,7 +117,7 @@ class Embedder:
         limit). Raises InvalidArgument for a batch over the limits, Unavailable while the model loads."""
         validate_texts(texts, self.limits, where)
         if not self.ready:
-            raise Unavailable("the embedding model is still loading; retry shortly")
+            raise Unavailable("the embedding model is still loading; retry shortly", reason="MODEL_LOADING")
         backend = self.backend.backend
         started = time.perf_counter()
         cut_flags: list[bool] = []

@@ -8,31 +8,19 @@ import grpc
 
 from briefxai.common.v1 import common_pb2
 from briefxai.facets.v1 import facets_pb2, facets_pb2_grpc
+from briefxai_common.conversations_proto import conversation_from_proto
 
-from .definitions import Conversation, FacetDefinition, FacetType, FacetValue, Message
+from .definitions import FacetDefinition, FacetType, FacetValue
 from .extractor import FacetExtractor
 
 SERVICE_NAME = facets_pb2.DESCRIPTOR.services_by_name["FacetsService"].full_name
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
-ROLE_NAMES: dict[int, str] = {
-    common_pb2.ROLE_USER: "user",
-    common_pb2.ROLE_ASSISTANT: "assistant",
-    common_pb2.ROLE_SYSTEM: "system",
-    common_pb2.ROLE_TOOL: "tool",
-}
 FACET_TYPES: dict[FacetType, facets_pb2.FacetType] = {
     FacetType.TEXT: facets_pb2.FACET_TYPE_TEXT,
     FacetType.NUMBER: facets_pb2.FACET_TYPE_NUMBER,
     FacetType.ENUM: facets_pb2.FACET_TYPE_ENUM,
 }
-
-
-def conversation_from_proto(conversation: common_pb2.Conversation) -> Conversation:
-    return Conversation(
-        id=conversation.id,
-        messages=tuple(Message(ROLE_NAMES.get(m.role, ""), m.content) for m in conversation.messages),
-    )
 
 
 def value_to_proto(value: FacetValue) -> common_pb2.FacetValue:
@@ -84,7 +72,11 @@ class FacetsServicer(facets_pb2_grpc.FacetsServiceServicer):
     async def ListFacets(
         self, request: facets_pb2.ListFacetsRequest, context: Context
     ) -> facets_pb2.ListFacetsResponse:
+        limits = self.extractor.limits
         return facets_pb2.ListFacetsResponse(
             facets=[definition_to_proto(d) for d in self.extractor.definitions()],
             providers=self.extractor.providers(),
+            max_conversations_per_request=limits.max_conversations_per_request,
+            max_messages_per_conversation=limits.max_messages_per_conversation,
+            max_chars_per_message=limits.max_chars_per_message,
         )

@@ -6,9 +6,13 @@ Where things are:
 - ``models.py``: domain types; ``settings.py``: the ``gateway`` config section.
 - ``validation.py``: input and option checks with field paths; ``embed_text.py``: which text is embedded.
 - ``pipeline.py``: facets -> embed -> cluster -> store for one analysis, resumable from checkpoints.
-- ``manager.py``: admission, scheduling, resume at startup, get/list/watch/cancel/delete/results.
-- ``store.py`` / ``schema.py`` / ``migrations/``: SQLAlchemy Core data access, tables, Alembic scripts.
-- ``distributions.py``: facet distributions per cluster; ``progress.py``: live rate and ETA.
+- ``manager.py``: the façade the servicer calls (create/upload/get/list/watch/cancel/delete/results)
+  over ``intake.py`` (option resolution), ``uploads.py`` (streamed batches), ``scheduler.py``
+  (admission, queue, resume at startup) and ``paging.py`` (page sizes and tokens).
+- ``store/`` / ``schema.py`` / ``migrations/``: SQLAlchemy Core data access, tables, Alembic scripts.
+- ``distributions.py``: facet distributions per cluster; ``progress.py``: current stage, live rate
+  and ETA; ``analysis_warnings.py``: warnings as people read them.
+- ``concurrency.py``: ``in_thread``, blocking store calls from async code.
 - ``downstream.py`` (interfaces) and ``clients.py`` (gRPC, deadlines, retries, circuit breakers).
 - ``convert.py`` + ``servicer.py``: protobuf <-> domain; ``server.py``: ``build_service(settings)``.
 """

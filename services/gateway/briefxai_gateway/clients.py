@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -34,7 +34,7 @@ from .convert import (
     facet_definition_from_pb,
     facet_value_from_pb,
 )
-from .downstream import DownstreamError, Downstreams, EmbeddedBatch, EmbeddingModelInfo
+from .downstream import ClusteringLimits, DownstreamError, Downstreams, EmbeddedBatch, EmbeddingModelInfo
 from .models import ClusteringInput, ClusteringOutput, Conversation, FacetDefinition, FacetValue, PackedBatch
 from .settings import GatewaySettings
 
@@ -147,6 +147,22 @@ class Downstream:
         await self.channel.close(None)
 
 
+class _Cached(Generic[T]):
+    """The last answer of a metadata call (ListFacets, GetLimits), reused for ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._value: tuple[float, T] | None = None
+
+    async def get(self, fetch: Callable[[], Awaitable[T]]) -> T:
+        now = time.monotonic()
+        if self._value is not None and now - self._value[0] < self.seconds:
+            return self._value[1]
+        value = await fetch()
+        self._value = (now, value)
+        return value
+
+
 class GrpcFacetsClient:
     def __init__(self, settings: GatewaySettings) -> None:
         self.downstream = Downstream(
@@ -155,27 +171,26 @@ class GrpcFacetsClient:
         self._stub = facets_pb2_grpc.FacetsServiceStub(self.downstream.channel)
         self._deadline = settings.facets_deadline_seconds
         self._metadata_deadline = settings.metadata_deadline_seconds
-        self._chunk = settings.facets_max_conversations_per_call
-        self._cache_seconds = settings.list_facets_cache_seconds
-        self._cached: tuple[float, list[FacetDefinition]] | None = None
+        self._listing: _Cached[facets_pb2.ListFacetsResponse] = _Cached(settings.metadata_cache_seconds)
+
+    async def _list(self) -> facets_pb2.ListFacetsResponse:
+        return await self._listing.get(
+            lambda: self.downstream.call(
+                self._stub.ListFacets, facets_pb2.ListFacetsRequest(), self._metadata_deadline
+            )
+        )
 
     async def list_facets(self) -> list[FacetDefinition]:
-        now = time.monotonic()
-        if self._cached is not None and now - self._cached[0] < self._cache_seconds:
-            return list(self._cached[1])
-        response = await self.downstream.call(
-            self._stub.ListFacets, facets_pb2.ListFacetsRequest(), self._metadata_deadline
-        )
-        definitions = [facet_definition_from_pb(d) for d in response.facets]
-        self._cached = (now, definitions)
-        return list(definitions)
+        return [facet_definition_from_pb(d) for d in (await self._list()).facets]
 
     async def extract(
         self, conversations: Sequence[Conversation], facets: Sequence[str]
     ) -> list[list[FacetValue]]:
         result: list[list[FacetValue]] = []
-        for start in range(0, len(conversations), self._chunk):
-            chunk = conversations[start : start + self._chunk]
+        # Calls as large as the facets service takes (its ListFacets says how many).
+        call_size = max(1, (await self._list()).max_conversations_per_request)
+        for start in range(0, len(conversations), call_size):
+            chunk = conversations[start : start + call_size]
             request = facets_pb2.ExtractFacetsRequest(
                 conversations=[conversation_to_pb(c) for c in chunk], facets=list(facets)
             )
@@ -255,6 +270,17 @@ class GrpcClusteringClient:
         )
         self._stub = clustering_pb2_grpc.ClusteringServiceStub(self.downstream.channel)
         self._deadline = settings.clustering_deadline_seconds
+        self._metadata_deadline = settings.metadata_deadline_seconds
+        self._limits: _Cached[ClusteringLimits] = _Cached(settings.metadata_cache_seconds)
+
+    async def limits(self) -> ClusteringLimits:
+        async def fetch() -> ClusteringLimits:
+            reply = await self.downstream.call(
+                self._stub.GetLimits, clustering_pb2.GetLimitsRequest(), self._metadata_deadline
+            )
+            return ClusteringLimits(reply.max_k, reply.max_hierarchy_depth, reply.max_vectors)
+
+        return await self._limits.get(fetch)
 
     async def cluster(self, data: ClusteringInput) -> ClusteringOutput:
         """One ``StreamClusterEmbeddings`` call: a header, then one message per chunk of ``data``, made
@@ -276,7 +302,7 @@ class GrpcClusteringClient:
         response = await self.downstream.call_stream(
             self._stub.StreamClusterEmbeddings, messages, self._deadline
         )
-        output = clustering_response_from_pb(response)
+        output = clustering_response_from_pb(response.result)
         if len(output.assignments) != data.count:
             raise DownstreamError(
                 "clustering",

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import code_pb2, status_pb2
 
 from briefxai.clustering.v1 import clustering_pb2
 from briefxai.common.v1 import common_pb2
 from briefxai.facets.v1 import facets_pb2
 from briefxai.gateway.v1 import gateway_pb2
+from briefxai_common.conversations_proto import conversation_from_proto, conversation_to_proto
 
 from .models import (
     Analysis,
@@ -27,17 +29,9 @@ from .models import (
     FacetDistribution,
     FacetType,
     FacetValue,
-    Message,
+    RequestedOptions,
     Stage,
 )
-
-ROLE_TO_NAME = {
-    common_pb2.ROLE_USER: "user",
-    common_pb2.ROLE_ASSISTANT: "assistant",
-    common_pb2.ROLE_SYSTEM: "system",
-    common_pb2.ROLE_TOOL: "tool",
-}
-NAME_TO_ROLE = {name: role for role, name in ROLE_TO_NAME.items()}
 
 STATE_TO_PB = {
     AnalysisState.PENDING: gateway_pb2.ANALYSIS_STATE_PENDING,
@@ -70,53 +64,42 @@ FACET_TYPE_FROM_PB = {
 # -- conversations ------------------------------------------------------------------------------
 
 
-def conversation_from_pb(message: common_pb2.Conversation) -> Conversation:
-    """Unknown or unspecified roles become "" (validation reports them)."""
-    return Conversation(
-        id=message.id,
-        user_id=message.user_id,
-        messages=[Message(ROLE_TO_NAME.get(m.role, ""), m.content) for m in message.messages],
-        metadata=dict(message.metadata),
-    )
+# The shared adapter (unknown or unspecified roles become "", which validation reports).
+conversation_from_pb = conversation_from_proto
+conversation_to_pb = conversation_to_proto
 
 
 def conversations_from_pb(messages: Sequence[common_pb2.Conversation]) -> list[Conversation]:
-    return [conversation_from_pb(m) for m in messages]
-
-
-def conversation_to_pb(conversation: Conversation) -> common_pb2.Conversation:
-    return common_pb2.Conversation(
-        id=conversation.id,
-        user_id=conversation.user_id,
-        messages=[
-            common_pb2.Message(role=NAME_TO_ROLE[m.role], content=m.content) for m in conversation.messages
-        ],
-        metadata=conversation.metadata,
-    )
+    return [conversation_from_proto(m) for m in messages]
 
 
 # -- options ------------------------------------------------------------------------------------
 
 
-def options_from_pb(message: gateway_pb2.AnalysisOptions) -> tuple[AnalysisOptions, bool, bool]:
-    """(options, embed_text_set, embed_text_known): the client's values, zeros left as they are."""
+def _present(message: gateway_pb2.AnalysisOptions, name: str) -> int | None:
+    return int(getattr(message, name)) if message.HasField(name) else None  # type: ignore[arg-type]
+
+
+def options_from_pb(message: gateway_pb2.AnalysisOptions) -> RequestedOptions:
+    """The client's values; None where an optional field is unset."""
     embed_value = message.embed_text
-    known = embed_value == gateway_pb2.EMBED_TEXT_UNSPECIFIED or embed_value in EMBED_TEXT_FROM_PB
-    options = AnalysisOptions(
+    return RequestedOptions(
         facets=list(message.facets),
-        k=message.k,
-        hierarchy_depth=message.hierarchy_depth,
-        min_cluster_size=message.min_cluster_size,
-        min_distinct_users=message.min_distinct_users,
-        seed=message.seed,
-        embed_text=EMBED_TEXT_FROM_PB.get(embed_value, EmbedTextMode.CONVERSATION),
+        k=_present(message, "k"),
+        hierarchy_depth=_present(message, "hierarchy_depth"),
+        min_cluster_size=_present(message, "min_cluster_size"),
+        min_distinct_users=_present(message, "min_distinct_users"),
+        seed=_present(message, "seed"),
+        embed_text=EMBED_TEXT_FROM_PB.get(embed_value),
+        embed_text_known=embed_value == gateway_pb2.EMBED_TEXT_UNSPECIFIED
+        or embed_value in EMBED_TEXT_FROM_PB,
         display_name=message.display_name,
-        embed_token_budget=message.embed_token_budget,
+        embed_token_budget=_present(message, "embed_token_budget"),
     )
-    return options, embed_value in EMBED_TEXT_FROM_PB, known
 
 
 def options_to_pb(options: AnalysisOptions) -> gateway_pb2.AnalysisOptions:
+    """The stored options; a clustering option left to the clustering service's default stays unset."""
     return gateway_pb2.AnalysisOptions(
         facets=options.facets,
         k=options.k,
@@ -126,7 +109,7 @@ def options_to_pb(options: AnalysisOptions) -> gateway_pb2.AnalysisOptions:
         seed=options.seed,
         embed_text=EMBED_TEXT_TO_PB[options.embed_text],
         display_name=options.display_name,
-        embed_token_budget=options.embed_token_budget,
+        embed_token_budget=options.embed_token_budget or None,
     )
 
 
@@ -146,9 +129,18 @@ def stage_progress_to_pb(analysis: Analysis) -> list[gateway_pb2.StageProgress]:
     ]
 
 
+def error_status_to_pb(analysis: Analysis) -> status_pb2.Status | None:
+    """google.rpc.Status of a failed analysis; UNKNOWN for failures stored before codes were kept."""
+    if not analysis.error:
+        return None
+    code = (
+        getattr(code_pb2, analysis.error_code, code_pb2.UNKNOWN) if analysis.error_code else code_pb2.UNKNOWN
+    )
+    return status_pb2.Status(code=code, message=analysis.error)
+
+
 def analysis_to_pb(analysis: Analysis) -> gateway_pb2.Analysis:
     return gateway_pb2.Analysis(
-        name=analysis.name,
         id=analysis.id,
         state=STATE_TO_PB[analysis.state],
         options=options_to_pb(analysis.options),
@@ -156,7 +148,7 @@ def analysis_to_pb(analysis: Analysis) -> gateway_pb2.Analysis:
         conversation_count=analysis.conversation_count,
         create_time=_timestamp(analysis.create_time),
         update_time=_timestamp(analysis.update_time),
-        error=analysis.error,
+        error=error_status_to_pb(analysis),
         stage=STAGE_TO_PB[analysis.stage],
         stages=stage_progress_to_pb(analysis),
         warnings=analysis.warnings,
@@ -270,7 +262,7 @@ def clustering_header_to_pb(data: ClusteringInput, dim: int) -> clustering_pb2.S
             count=data.count,
             dim=dim,
             params=clustering_pb2.ClusteringParams(
-                k=data.k,
+                k=data.k,  # None: the clustering service's default, the field left unset
                 hierarchy_depth=data.hierarchy_depth,
                 min_cluster_size=data.min_cluster_size,
                 min_distinct_users=data.min_distinct_users,
@@ -294,7 +286,7 @@ def clustering_chunk_to_pb(chunk: ClusteringChunk) -> clustering_pb2.StreamClust
     )
 
 
-def clustering_response_from_pb(message: clustering_pb2.ClusterEmbeddingsResponse) -> ClusteringOutput:
+def clustering_response_from_pb(message: clustering_pb2.ClusteringResult) -> ClusteringOutput:
     return ClusteringOutput(
         clusters=[cluster_from_pb(c) for c in message.clusters],
         assignments=[(a.conversation_id, a.cluster_id, a.withheld) for a in message.assignments],

@@ -27,6 +27,14 @@ class DownstreamError(Exception):
     def unavailable(self) -> bool:
         return self.circuit_open or self.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
 
+    @property
+    def status_code(self) -> str:
+        """The status code name an analysis this error fails reports: UNAVAILABLE while a breaker is
+        open, the downstream's own code otherwise (UNKNOWN when the call failed without one)."""
+        if self.circuit_open:
+            return "UNAVAILABLE"
+        return self.code if self.code.isupper() else "UNKNOWN"
+
     def describe(self) -> str:
         if self.circuit_open:
             return f"{self.service} service unavailable (circuit breaker open): {self.detail}"
@@ -41,6 +49,16 @@ class EmbeddingModelInfo:
     dim: int
     max_texts_per_request: int
     max_chars_per_text: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClusteringLimits:
+    """What the clustering service accepts (its GetLimits), so options are checked against the real
+    limits rather than a copy in the gateway's settings."""
+
+    max_k: int
+    max_hierarchy_depth: int
+    max_vectors: int
 
 
 @dataclass(slots=True)
@@ -69,6 +87,8 @@ class EmbeddingClient(Protocol):
 
 
 class ClusteringClient(Protocol):
+    async def limits(self) -> ClusteringLimits: ...
+
     async def cluster(self, data: ClusteringInput) -> ClusteringOutput: ...
 
 

@@ -10,6 +10,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# The conversation types are the shared contract's; re-exported for the gateway's modules.
+from briefxai_common.conversations import Conversation as Conversation
+from briefxai_common.conversations import Message as Message
+
 DEFAULT_TENANT = "default"
 
 
@@ -53,23 +57,6 @@ class FacetType(enum.StrEnum):
     ENUM = "enum"
 
 
-ROLES = ("user", "assistant", "system", "tool")
-
-
-@dataclass(slots=True)
-class Message:
-    role: str  # one of ROLES
-    content: str
-
-
-@dataclass(slots=True)
-class Conversation:
-    id: str
-    user_id: str
-    messages: list[Message]
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, slots=True)
 class FacetDefinition:
     name: str
@@ -92,14 +79,39 @@ class FacetValue:
 
 
 @dataclass(slots=True)
-class AnalysisOptions:
-    """Options as resolved at creation (defaults applied); stored with the analysis."""
+class RequestedOptions:
+    """Options as the client sent them, before defaults: None where the client left a field unset."""
 
     facets: list[str] = field(default_factory=list)
-    k: int = 0
-    hierarchy_depth: int = 0
-    min_cluster_size: int = 0
-    min_distinct_users: int = 0
+    k: int | None = None
+    hierarchy_depth: int | None = None
+    min_cluster_size: int | None = None
+    min_distinct_users: int | None = None
+    seed: int | None = None
+    embed_text: EmbedTextMode | None = None
+    # False when the client sent an embed_text value this gateway does not know.
+    embed_text_known: bool = True
+    display_name: str = ""
+    embed_token_budget: int | None = None
+
+
+# Version 2 stores unset clustering options as null. Version 1 (no "version" key) stored 0 for them.
+OPTIONS_JSON_VERSION = 2
+
+
+@dataclass(slots=True)
+class AnalysisOptions:
+    """Options as resolved at creation (defaults applied); stored with the analysis.
+
+    A clustering option that is None is left to the clustering service's own default (for ``k``: the
+    automatic rule).
+    """
+
+    facets: list[str] = field(default_factory=list)
+    k: int | None = None
+    hierarchy_depth: int | None = None
+    min_cluster_size: int | None = None
+    min_distinct_users: int | None = None
     seed: int = 0
     embed_text: EmbedTextMode = EmbedTextMode.CONVERSATION
     display_name: str = ""
@@ -108,6 +120,7 @@ class AnalysisOptions:
 
     def to_json(self) -> dict[str, object]:
         return {
+            "version": OPTIONS_JSON_VERSION,
             "facets": list(self.facets),
             "k": self.k,
             "hierarchy_depth": self.hierarchy_depth,
@@ -122,12 +135,13 @@ class AnalysisOptions:
     @classmethod
     def from_json(cls, data: dict[str, object]) -> AnalysisOptions:
         facets = data.get("facets", [])
+        legacy = "version" not in data
         return cls(
             facets=[str(f) for f in facets] if isinstance(facets, list) else [],
-            k=_int(data.get("k")),
-            hierarchy_depth=_int(data.get("hierarchy_depth")),
-            min_cluster_size=_int(data.get("min_cluster_size")),
-            min_distinct_users=_int(data.get("min_distinct_users")),
+            k=_clustering_option(data.get("k"), legacy),
+            hierarchy_depth=_clustering_option(data.get("hierarchy_depth"), legacy),
+            min_cluster_size=_clustering_option(data.get("min_cluster_size"), legacy),
+            min_distinct_users=_clustering_option(data.get("min_distinct_users"), legacy),
             seed=_int(data.get("seed")),
             embed_text=EmbedTextMode(str(data.get("embed_text", EmbedTextMode.CONVERSATION.value))),
             display_name=str(data.get("display_name", "")),
@@ -137,6 +151,24 @@ class AnalysisOptions:
 
 def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float | str) else 0
+
+
+def _clustering_option(value: object, legacy: bool) -> int | None:
+    """A stored clustering option; None is the service's default, as 0 was before version 2."""
+    if value is None:
+        return None
+    number = _int(value)
+    return None if legacy and number == 0 else number
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisFailure:
+    """Why an analysis FAILED: a status code name (google.rpc.Code, for example ``UNAVAILABLE`` when a
+    service stayed down, ``INVALID_ARGUMENT`` when a service refused the input, ``INTERNAL`` for a bug)
+    and what happened."""
+
+    code: str
+    message: str
 
 
 @dataclass(slots=True)
@@ -159,16 +191,14 @@ class Analysis:
     create_time: datetime
     update_time: datetime
     error: str = ""
+    # Status code name of the failure; "" unless FAILED (or stored before codes were kept).
+    error_code: str = ""
     warnings: list[str] = field(default_factory=list)
     progress: dict[Stage, StageProgress] = field(default_factory=dict)
     # Filled once clustering has run.
     k: int = 0
     k_rule: str = ""
     withheld_count: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"analyses/{self.id}"
 
     def stage_progress(self) -> list[StageProgress]:
         return [self.progress.get(stage, StageProgress(stage, 0, 0)) for stage in STAGES]
@@ -236,10 +266,11 @@ class ClusteringInput:
 
     count: int
     chunks: Callable[[], AsyncIterator[ClusteringChunk]]
-    k: int
-    hierarchy_depth: int
-    min_cluster_size: int
-    min_distinct_users: int
+    # None: the clustering service's default.
+    k: int | None
+    hierarchy_depth: int | None
+    min_cluster_size: int | None
+    min_distinct_users: int | None
     seed: int
 
 

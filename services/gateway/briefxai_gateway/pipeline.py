@@ -25,19 +25,21 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from briefxai_common.logging import get_logger
 from briefxai_common.memory import release_free_memory
 
 from . import metrics
+from .concurrency import in_thread
 from .distributions import DistributionBuilder
 from .downstream import DownstreamError, Downstreams
 from .embed_text import TextBudget, char_budget, embed_text, naming_text
 from .languages import flag_languages
 from .models import (
     Analysis,
+    AnalysisFailure,
     AnalysisState,
     AssignmentRow,
     ClusteringChunk,
@@ -55,25 +57,17 @@ from .store import Store, decode_messages
 from .validation import facets_to_extract
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 # Vectors per StreamClusterEmbeddings chunk: 8192 x 384 float32 is 12.6 MB per message.
 CLUSTER_CHUNK_VECTORS = 8192
 
 
 class PipelineError(Exception):
-    """A problem that fails the analysis with this message (not a bug)."""
+    """A problem that fails the analysis with this message; ``code`` is its status code name."""
 
-
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """``asyncio.to_thread`` that, when cancelled, still waits for the thread to finish before
-    re-raising: a cancelled analysis never has a write landing after its task has ended."""
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait({future})
-        raise
+    def __init__(self, message: str, code: str = "INTERNAL") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -121,19 +115,23 @@ class Pipeline:
         try:
             await self._run(analysis, live)
         except DownstreamError as exc:
-            await self._fail(analysis_id, exc.describe())
+            await self._fail(analysis_id, AnalysisFailure(exc.status_code, exc.describe()))
         except PipelineError as exc:
-            await self._fail(analysis_id, str(exc))
+            await self._fail(analysis_id, AnalysisFailure(exc.code, str(exc)))
         except Exception as exc:
             log.exception("analysis_crashed", analysis_id=analysis_id)
-            await self._fail(analysis_id, f"internal error: {type(exc).__name__}: {exc}")
+            await self._fail(
+                analysis_id, AnalysisFailure("INTERNAL", f"internal error: {type(exc).__name__}: {exc}")
+            )
         finally:
             self.hub.finish(analysis_id)
 
-    async def _fail(self, analysis_id: str, message: str) -> None:
-        if await in_thread(self.store.finish, analysis_id, AnalysisState.FAILED, message):
+    async def _fail(self, analysis_id: str, failure: AnalysisFailure) -> None:
+        if await in_thread(
+            self.store.finish, analysis_id, AnalysisState.FAILED, failure.message, failure.code
+        ):
             metrics.ANALYSES_TOTAL.labels(state=AnalysisState.FAILED.value).inc()
-            log.warning("analysis_failed", analysis_id=analysis_id, error=message)
+            log.warning("analysis_failed", analysis_id=analysis_id, code=failure.code, error=failure.message)
 
     async def _run(self, analysis: Analysis, live: LiveProgress) -> None:
         definitions = await self._definitions(analysis)
@@ -157,7 +155,8 @@ class Pipeline:
         unknown = [name for name in facets_to_extract(analysis.options) if name not in offered]
         if unknown:
             raise PipelineError(
-                f"unknown facet(s) {', '.join(unknown)}; the facets service offers: {', '.join(sorted(offered))}"
+                f"unknown facet(s) {', '.join(unknown)}; the facets service offers: {', '.join(sorted(offered))}",
+                code="FAILED_PRECONDITION",
             )
         await in_thread(self.store.set_facet_definitions, analysis.id, definitions)
         return definitions
@@ -345,7 +344,7 @@ class Pipeline:
         """Blocking: the vectors of ordinals [start, end), their ids, user ids and naming texts."""
         vectors = self.store.load_vector_range(analysis_id, start, end)
         budget = self.settings.naming_text_chars
-        requests = self.store.iter_request_texts(analysis_id, start, end)
+        requests = self.store.request_texts_by_index(analysis_id, start, end)
         with_messages = len(requests) < end - start
         ids: list[str] = []
         user_ids: list[str] = []

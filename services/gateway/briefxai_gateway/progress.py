@@ -1,20 +1,34 @@
-"""Live progress of the analyses running in this process: rates, ETA, and wake-ups for watchers.
+"""Stage progress of analyses: the stage an analysis is in, derived from its durable progress, and
+live progress of the analyses running in this process: rates, ETA, and wake-ups for watchers.
 
-Durable progress lives in the store (checkpoints); this adds what only the running pipeline knows:
-the current stage, items per second since this run started (batches done by an earlier run are
-not counted as speed), and an estimate of the seconds left.
+Durable progress lives in the store (checkpoints); the live part adds what only the running
+pipeline knows: the current stage, items per second since this run started (batches done by an
+earlier run are not counted as speed), and an estimate of the seconds left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .models import Stage
+from .models import STAGES, AnalysisState, Stage, StageProgress
 
 BATCH_STAGES = (Stage.FACETS, Stage.EMBED)
+
+
+def derive_stage(state: AnalysisState, progress: Mapping[Stage, StageProgress]) -> Stage:
+    """The stage an analysis is in (or stopped in): the first one not finished; VALIDATE while PENDING."""
+    if state is AnalysisState.PENDING:
+        return Stage.VALIDATE
+    if state is AnalysisState.SUCCEEDED:
+        return Stage.STORE
+    for stage in STAGES:
+        item = progress.get(stage)
+        if item is not None and item.done < item.total:
+            return stage
+    return Stage.STORE
 
 
 @dataclass

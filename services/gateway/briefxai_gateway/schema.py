@@ -46,6 +46,8 @@ analyses = Table(
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
     Column("error", Text, nullable=False, default=""),
+    # Status code name of a FAILED analysis, for example "UNAVAILABLE" (migration 0002).
+    Column("error_code", String(32), nullable=False, default="", server_default=""),
     # JSON list of facet definitions, fixed at the first run so that a resumed run agrees.
     Column("facet_definitions", Text, nullable=True),
     # JSON {k, k_rule, base_algorithm, map_algorithm, withheld_count}, set by the store stage.

@@ -35,7 +35,7 @@ class Gateway:
     @property
     def manager(self) -> AnalysisManager:
         if self._manager is None:
-            raise Unavailable("the gateway is starting")
+            raise Unavailable("the gateway is starting", reason="STARTING")
         return self._manager
 
     async def start(self) -> None:

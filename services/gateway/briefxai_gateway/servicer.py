@@ -16,26 +16,19 @@ from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from briefxai_common.errors import InvalidArgument
 
 from .convert import (
-    STAGE_TO_PB,
-    STATE_TO_PB,
     analysis_to_pb,
     cluster_result_to_pb,
     conversation_result_to_pb,
     conversations_from_pb,
     options_from_pb,
-    stage_progress_to_pb,
 )
-from .manager import AnalysisManager, RequestedOptions, UploadHeader, UploadItem
+from .manager import AnalysisManager
+from .uploads import UploadHeader, UploadItem
 
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 # Inline requests with more conversations than this are converted in a worker thread.
 CONVERT_IN_THREAD = 512
-
-
-def requested_options(message: gateway_pb2.AnalysisOptions) -> RequestedOptions:
-    options, embed_text_set, embed_text_known = options_from_pb(message)
-    return RequestedOptions(options, embed_text_set, embed_text_known)
 
 
 class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
@@ -55,7 +48,7 @@ class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
         else:
             conversations = conversations_from_pb(request.conversations)
         analysis = await self.manager.create(
-            conversations, requested_options(request.options), request.request_id
+            conversations, options_from_pb(request.options), request.request_id
         )
         return gateway_pb2.CreateAnalysisResponse(analysis=analysis_to_pb(analysis))
 
@@ -67,7 +60,7 @@ class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
             async for message in request_iterator:
                 kind = message.WhichOneof("payload")
                 if kind == "header":
-                    yield UploadHeader(requested_options(message.header.options), message.header.request_id)
+                    yield UploadHeader(options_from_pb(message.header.options), message.header.request_id)
                 elif kind == "batch":
                     batch = message.batch.conversations
                     if len(batch) > CONVERT_IN_THREAD:
@@ -101,16 +94,8 @@ class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
         self, request: gateway_pb2.WatchAnalysisRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchAnalysisResponse]:
         async for update in self.manager.watch(request.id):
-            analysis = update.analysis
             yield gateway_pb2.WatchAnalysisResponse(
-                id=analysis.id,
-                state=STATE_TO_PB[analysis.state],
-                stage=STAGE_TO_PB[analysis.stage],
-                stages=stage_progress_to_pb(analysis),
-                rate=update.rate,
-                eta_seconds=update.eta_seconds,
-                warnings=analysis.warnings,
-                error=analysis.error,
+                analysis=analysis_to_pb(update.analysis), rate=update.rate, eta_seconds=update.eta_seconds
             )
 
     async def CancelAnalysis(

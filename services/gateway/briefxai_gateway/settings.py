@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from briefxai_common.config import ServiceSettings
@@ -37,16 +37,25 @@ class RetrySettings(BaseModel):
 
 
 class AnalysisDefaults(BaseModel):
-    """Values used where a request leaves an option at 0 / unspecified."""
+    """Values used where a request leaves an option unset; an unset clustering option here (null) is
+    left to the clustering service's own default."""
 
     model_config = ConfigDict(extra="forbid")
 
     facets: list[str] = Field(default_factory=list, description="Facets to extract; empty = all offered.")
-    k: int = Field(0, ge=0, description="Base clusters; 0 = the clustering service chooses.")
-    hierarchy_depth: int = Field(0, ge=0, description="Levels above the base; 0 = clustering default.")
-    min_cluster_size: int = Field(0, ge=0, description="0 = the clustering service's privacy default.")
-    min_distinct_users: int = Field(0, ge=0, description="0 = the clustering service's privacy default.")
-    seed: int = Field(0, ge=0, description="Seed used when a request gives 0.")
+    k: int | None = Field(
+        None, ge=2, description="Base clusters; null = the clustering service's automatic rule."
+    )
+    hierarchy_depth: int | None = Field(
+        None, ge=0, description="Levels above the base (0: base only); null = the clustering default."
+    )
+    min_cluster_size: int | None = Field(
+        None, ge=1, description="null = the clustering service's privacy default."
+    )
+    min_distinct_users: int | None = Field(
+        None, ge=1, description="null = the clustering service's privacy default."
+    )
+    seed: int = Field(0, ge=0, lt=2**64, description="Seed used when a request leaves it unset.")
     embed_text: EmbedTextMode = Field(
         EmbedTextMode.CONVERSATION, description="Text embedded per conversation."
     )
@@ -87,7 +96,9 @@ class GatewaySettings(ServiceSettings):
     embedding_deadline_seconds: float = Field(120.0, gt=0, description="Deadline of one EmbedTexts call.")
     facets_deadline_seconds: float = Field(120.0, gt=0, description="Deadline of one ExtractFacets call.")
     clustering_deadline_seconds: float = Field(1800.0, gt=0, description="Deadline of the clustering call.")
-    metadata_deadline_seconds: float = Field(10.0, gt=0, description="ListFacets / GetModelInfo deadline.")
+    metadata_deadline_seconds: float = Field(
+        10.0, gt=0, description="ListFacets / GetModelInfo / GetLimits deadline."
+    )
     embedding_max_concurrent_calls: int = Field(
         2,
         ge=1,
@@ -100,16 +111,11 @@ class GatewaySettings(ServiceSettings):
 
     batch_size: int = Field(256, ge=1, le=4096, description="Conversations per facets/embedding batch.")
     max_inflight_batches: int = Field(4, ge=1, le=64, description="Batches in flight per analysis.")
-    facets_max_conversations_per_call: int = Field(
-        256, ge=1, description="A batch is split into ExtractFacets calls of at most this many."
-    )
 
     max_conversations_per_analysis: int = Field(200_000, ge=1)
     max_messages_per_conversation: int = Field(1000, ge=1)
     max_message_chars: int = Field(100_000, ge=1, description="Characters per message content.")
     max_conversation_id_chars: int = Field(256, ge=1)
-    max_k: int = Field(200, ge=2, description="Largest options.k accepted (the clustering service's max_k).")
-    max_hierarchy_depth: int = Field(6, ge=1, description="Largest options.hierarchy_depth accepted.")
 
     max_concurrent_analyses: int = Field(2, ge=1, description="Analyses running at once.")
     max_queued_analyses: int = Field(
@@ -125,14 +131,9 @@ class GatewaySettings(ServiceSettings):
     watch_poll_seconds: float = Field(
         2.0, gt=0, description="WatchAnalysis re-reads the store at least this often (other replicas)."
     )
-    list_facets_cache_seconds: float = Field(
-        60.0, ge=0, description="How long ListFacets answers are reused."
+    metadata_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How long answers of ListFacets (facet names, the facets service's limits) and "
+        "GetLimits (the clustering service's limits) are reused.",
     )
-
-    @model_validator(mode="after")
-    def _check(self) -> GatewaySettings:
-        if self.defaults.k > self.max_k:
-            raise ValueError(f"defaults.k ({self.defaults.k}) exceeds max_k ({self.max_k})")
-        if self.defaults.hierarchy_depth > self.max_hierarchy_depth:
-            raise ValueError("defaults.hierarchy_depth exceeds max_hierarchy_depth")
-        return self

@@ -121,7 +121,10 @@ class OpenAIBackend:
             except openai.APIStatusError as error:
                 raise self._status_error(error) from error
             except openai.APIConnectionError as error:
-                raise Unavailable(f"embedding API {self.settings.base_url} unreachable: {error}") from error
+                raise Unavailable(
+                    f"embedding API {self.settings.base_url} unreachable: {error}",
+                    reason="UPSTREAM_UNREACHABLE",
+                ) from error
             except (openai.OpenAIError, ValueError, TypeError) as error:
                 raise self._malformed(f"unreadable answer ({error})") from error
         return self._vectors(response, len(texts))
@@ -150,13 +153,16 @@ class OpenAIBackend:
         return l2_normalize(matrix)
 
     def _malformed(self, what: str) -> Unavailable:
-        return Unavailable(f"embedding API {self.settings.base_url} gave a malformed answer: {what}")
+        return Unavailable(
+            f"embedding API {self.settings.base_url} gave a malformed answer: {what}",
+            reason="UPSTREAM_MALFORMED",
+        )
 
     def _status_error(self, error: openai.APIStatusError) -> ServiceError:
         status = error.status_code
         detail = f"embedding API {self.settings.base_url} answered HTTP {status}: {error.message}"
         if status in RETRYABLE_STATUS or status >= 500:
-            return Unavailable(detail)
+            return Unavailable(detail, reason="UPSTREAM_ERROR", metadata={"http_status": str(status)})
         if status in INPUT_REJECTED_STATUS:
             return InvalidArgument("texts", detail)
         return FailedPrecondition(detail)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from briefxai.common.v1 import common_pb2 as briefxai_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'briefxai/clustering/v1/clustering.proto\x12\x16\x62riefxai.clustering.v1\x1a\x1f\x62riefxai/common/v1/common.proto\"\xa6\x01\n\x10\x43lusteringParams\x12\t\n\x01k\x18\x01 \x01(\r\x12\x17\n\x0fhierarchy_depth\x18\x02 \x01(\r\x12\x18\n\x10max_top_clusters\x18\x03 \x01(\r\x12\x18\n\x10min_cluster_size\x18\x04 \x01(\r\x12\x1a\n\x12min_distinct_users\x18\x05 \x01(\r\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x10\n\x08skip_map\x18\x07 \x01(\x08\"\xb6\x01\n\x18\x43lusterEmbeddingsRequest\x12\x32\n\x07vectors\x18\x01 \x01(\x0b\x32!.briefxai.common.v1.PackedVectors\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\t\x12\r\n\x05texts\x18\x04 \x03(\t\x12\x38\n\x06params\x18\x05 \x01(\x0b\x32(.briefxai.clustering.v1.ClusteringParams\"\xb5\x01\n\x1eStreamClusterEmbeddingsRequest\x12G\n\x06header\x18\x01 \x01(\x0b\x32\x35.briefxai.clustering.v1.StreamClusterEmbeddingsHeaderH\x00\x12?\n\x05\x63hunk\x18\x02 \x01(\x0b\x32..briefxai.clustering.v1.ClusterEmbeddingsChunkH\x00\x42\t\n\x07payload\"u\n\x1dStreamClusterEmbeddingsHeader\x12\x38\n\x06params\x18\x01 \x01(\x0b\x32(.briefxai.clustering.v1.ClusteringParams\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\"z\n\x16\x43lusterEmbeddingsChunk\x12\x32\n\x07vectors\x18\x01 \x01(\x0b\x32!.briefxai.common.v1.PackedVectors\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\t\x12\r\n\x05texts\x18\x04 \x03(\t\"K\n\nAssignment\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x10\n\x08withheld\x18\x03 \x01(\x08\"\x93\x02\n\x19\x43lusterEmbeddingsResponse\x12-\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x1b.briefxai.common.v1.Cluster\x12\x37\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\".briefxai.clustering.v1.Assignment\x12,\n\x06points\x18\x03 \x03(\x0b\x32\x1c.briefxai.common.v1.MapPoint\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0e\n\x06k_rule\x18\x05 \x01(\t\x12\x16\n\x0e\x62\x61se_algorithm\x18\x06 \x01(\t\x12\x15\n\rmap_algorithm\x18\x07 \x01(\t\x12\x16\n\x0ewithheld_count\x18\x08 \x01(\r2\x96\x02\n\x11\x43lusteringService\x12x\n\x11\x43lusterEmbeddings\x12\x30.briefxai.clustering.v1.ClusterEmbeddingsRequest\x1a\x31.briefxai.clustering.v1.ClusterEmbeddingsResponse\x12\x86\x01\n\x17StreamClusterEmbeddings\x12\x36.briefxai.clustering.v1.StreamClusterEmbeddingsRequest\x1a\x31.briefxai.clustering.v1.ClusterEmbeddingsResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'briefxai/clustering/v1/clustering.proto\x12\x16\x62riefxai.clustering.v1\x1a\x1f\x62riefxai/common/v1/common.proto\"\x9a\x02\n\x10\x43lusteringParams\x12\x0e\n\x01k\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1c\n\x0fhierarchy_depth\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1d\n\x10max_top_clusters\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10min_cluster_size\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x1f\n\x12min_distinct_users\x18\x05 \x01(\rH\x04\x88\x01\x01\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x10\n\x08skip_map\x18\x07 \x01(\x08\x42\x04\n\x02_kB\x12\n\x10_hierarchy_depthB\x13\n\x11_max_top_clustersB\x13\n\x11_min_cluster_sizeB\x15\n\x13_min_distinct_users\"\xb6\x01\n\x18\x43lusterEmbeddingsRequest\x12\x32\n\x07vectors\x18\x01 \x01(\x0b\x32!.briefxai.common.v1.PackedVectors\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\t\x12\r\n\x05texts\x18\x04 \x03(\t\x12\x38\n\x06params\x18\x05 \x01(\x0b\x32(.briefxai.clustering.v1.ClusteringParams\"\xb5\x01\n\x1eStreamClusterEmbeddingsRequest\x12G\n\x06header\x18\x01 \x01(\x0b\x32\x35.briefxai.clustering.v1.StreamClusterEmbeddingsHeaderH\x00\x12?\n\x05\x63hunk\x18\x02 \x01(\x0b\x32..briefxai.clustering.v1.ClusterEmbeddingsChunkH\x00\x42\t\n\x07payload\"u\n\x1dStreamClusterEmbeddingsHeader\x12\x38\n\x06params\x18\x01 \x01(\x0b\x32(.briefxai.clustering.v1.ClusteringParams\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\"z\n\x16\x43lusterEmbeddingsChunk\x12\x32\n\x07vectors\x18\x01 \x01(\x0b\x32!.briefxai.common.v1.PackedVectors\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x10\n\x08user_ids\x18\x03 \x03(\t\x12\r\n\x05texts\x18\x04 \x03(\t\"K\n\nAssignment\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x10\n\x08withheld\x18\x03 \x01(\x08\"U\n\x19\x43lusterEmbeddingsResponse\x12\x38\n\x06result\x18\x01 \x01(\x0b\x32(.briefxai.clustering.v1.ClusteringResult\"[\n\x1fStreamClusterEmbeddingsResponse\x12\x38\n\x06result\x18\x01 \x01(\x0b\x32(.briefxai.clustering.v1.ClusteringResult\"\x8a\x02\n\x10\x43lusteringResult\x12-\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x1b.briefxai.common.v1.Cluster\x12\x37\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\".briefxai.clustering.v1.Assignment\x12,\n\x06points\x18\x03 \x03(\x0b\x32\x1c.briefxai.common.v1.MapPoint\x12\t\n\x01k\x18\x04 \x01(\r\x12\x0e\n\x06k_rule\x18\x05 \x01(\t\x12\x16\n\x0e\x62\x61se_algorithm\x18\x06 \x01(\t\x12\x15\n\rmap_algorithm\x18\x07 \x01(\t\x12\x16\n\x0ewithheld_count\x18\x08 \x01(\r\"\x12\n\x10GetLimitsRequest\"T\n\x11GetLimitsResponse\x12\r\n\x05max_k\x18\x01 \x01(\r\x12\x1b\n\x13max_hierarchy_depth\x18\x02 \x01(\r\x12\x13\n\x0bmax_vectors\x18\x03 \x01(\r2\xfe\x02\n\x11\x43lusteringService\x12x\n\x11\x43lusterEmbeddings\x12\x30.briefxai.clustering.v1.ClusterEmbeddingsRequest\x1a\x31.briefxai.clustering.v1.ClusterEmbeddingsResponse\x12\x8c\x01\n\x17StreamClusterEmbeddings\x12\x36.briefxai.clustering.v1.StreamClusterEmbeddingsRequest\x1a\x37.briefxai.clustering.v1.StreamClusterEmbeddingsResponse(\x01\x12`\n\tGetLimits\x12(.briefxai.clustering.v1.GetLimitsRequest\x1a).briefxai.clustering.v1.GetLimitsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,19 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'briefxai.clustering.v1.clus
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CLUSTERINGPARAMS']._serialized_start=101
-  _globals['_CLUSTERINGPARAMS']._serialized_end=267
-  _globals['_CLUSTEREMBEDDINGSREQUEST']._serialized_start=270
-  _globals['_CLUSTEREMBEDDINGSREQUEST']._serialized_end=452
-  _globals['_STREAMCLUSTEREMBEDDINGSREQUEST']._serialized_start=455
-  _globals['_STREAMCLUSTEREMBEDDINGSREQUEST']._serialized_end=636
-  _globals['_STREAMCLUSTEREMBEDDINGSHEADER']._serialized_start=638
-  _globals['_STREAMCLUSTEREMBEDDINGSHEADER']._serialized_end=755
-  _globals['_CLUSTEREMBEDDINGSCHUNK']._serialized_start=757
-  _globals['_CLUSTEREMBEDDINGSCHUNK']._serialized_end=879
-  _globals['_ASSIGNMENT']._serialized_start=881
-  _globals['_ASSIGNMENT']._serialized_end=956
-  _globals['_CLUSTEREMBEDDINGSRESPONSE']._serialized_start=959
-  _globals['_CLUSTEREMBEDDINGSRESPONSE']._serialized_end=1234
-  _globals['_CLUSTERINGSERVICE']._serialized_start=1237
-  _globals['_CLUSTERINGSERVICE']._serialized_end=1515
+  _globals['_CLUSTERINGPARAMS']._serialized_end=383
+  _globals['_CLUSTEREMBEDDINGSREQUEST']._serialized_start=386
+  _globals['_CLUSTEREMBEDDINGSREQUEST']._serialized_end=568
+  _globals['_STREAMCLUSTEREMBEDDINGSREQUEST']._serialized_start=571
+  _globals['_STREAMCLUSTEREMBEDDINGSREQUEST']._serialized_end=752
+  _globals['_STREAMCLUSTEREMBEDDINGSHEADER']._serialized_start=754
+  _globals['_STREAMCLUSTEREMBEDDINGSHEADER']._serialized_end=871
+  _globals['_CLUSTEREMBEDDINGSCHUNK']._serialized_start=873
+  _globals['_CLUSTEREMBEDDINGSCHUNK']._serialized_end=995
+  _globals['_ASSIGNMENT']._serialized_start=997
+  _globals['_ASSIGNMENT']._serialized_end=1072
+  _globals['_CLUSTEREMBEDDINGSRESPONSE']._serialized_start=1074
+  _globals['_CLUSTEREMBEDDINGSRESPONSE']._serialized_end=1159
+  _globals['_STREAMCLUSTEREMBEDDINGSRESPONSE']._serialized_start=1161
+  _globals['_STREAMCLUSTEREMBEDDINGSRESPONSE']._serialized_end=1252
+  _globals['_CLUSTERINGRESULT']._serialized_start=1255
+  _globals['_CLUSTERINGRESULT']._serialized_end=1521
+  _globals['_GETLIMITSREQUEST']._serialized_start=1523
+  _globals['_GETLIMITSREQUEST']._serialized_end=1541
+  _globals['_GETLIMITSRESPONSE']._serialized_start=1543
+  _globals['_GETLIMITSRESPONSE']._serialized_end=1627
+  _globals['_CLUSTERINGSERVICE']._serialized_start=1630
+  _globals['_CLUSTERINGSERVICE']._serialized_end=2012
 # @@protoc_insertion_point(module_scope)

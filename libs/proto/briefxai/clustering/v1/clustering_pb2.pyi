@@ -80,6 +80,18 @@ class Assignment(_message.Message):
     def __init__(self, conversation_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., withheld: _Optional[bool] = ...) -> None: ...
 
 class ClusterEmbeddingsResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: ClusteringResult
+    def __init__(self, result: _Optional[_Union[ClusteringResult, _Mapping]] = ...) -> None: ...
+
+class StreamClusterEmbeddingsResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: ClusteringResult
+    def __init__(self, result: _Optional[_Union[ClusteringResult, _Mapping]] = ...) -> None: ...
+
+class ClusteringResult(_message.Message):
     __slots__ = ("clusters", "assignments", "points", "k", "k_rule", "base_algorithm", "map_algorithm", "withheld_count")
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -98,3 +110,17 @@ class ClusterEmbeddingsResponse(_message.Message):
     map_algorithm: str
     withheld_count: int
     def __init__(self, clusters: _Optional[_Iterable[_Union[_common_pb2.Cluster, _Mapping]]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., points: _Optional[_Iterable[_Union[_common_pb2.MapPoint, _Mapping]]] = ..., k: _Optional[int] = ..., k_rule: _Optional[str] = ..., base_algorithm: _Optional[str] = ..., map_algorithm: _Optional[str] = ..., withheld_count: _Optional[int] = ...) -> None: ...
+
+class GetLimitsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetLimitsResponse(_message.Message):
+    __slots__ = ("max_k", "max_hierarchy_depth", "max_vectors")
+    MAX_K_FIELD_NUMBER: _ClassVar[int]
+    MAX_HIERARCHY_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    max_k: int
+    max_hierarchy_depth: int
+    max_vectors: int
+    def __init__(self, max_k: _Optional[int] = ..., max_hierarchy_depth: _Optional[int] = ..., max_vectors: _Optional[int] = ...) -> None: ...

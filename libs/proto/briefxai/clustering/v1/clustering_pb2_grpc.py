@@ -43,7 +43,12 @@ class ClusteringServiceStub:
         self.StreamClusterEmbeddings = channel.stream_unary(
                 '/briefxai.clustering.v1.ClusteringService/StreamClusterEmbeddings',
                 request_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsRequest.SerializeToString,
-                response_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.FromString,
+                response_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsResponse.FromString,
+                _registered_method=True)
+        self.GetLimits = channel.unary_unary(
+                '/briefxai.clustering.v1.ClusteringService/GetLimits',
+                request_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.GetLimitsRequest.SerializeToString,
+                response_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.GetLimitsResponse.FromString,
                 _registered_method=True)
 
 
@@ -68,6 +73,13 @@ class ClusteringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLimits(self, request, context):
+        """The limits this server enforces, so that callers check requests against them instead of copies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusteringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,7 +91,12 @@ def add_ClusteringServiceServicer_to_server(servicer, server):
             'StreamClusterEmbeddings': grpc.stream_unary_rpc_method_handler(
                     servicer.StreamClusterEmbeddings,
                     request_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsRequest.FromString,
-                    response_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.SerializeToString,
+                    response_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsResponse.SerializeToString,
+            ),
+            'GetLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLimits,
+                    request_deserializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.GetLimitsRequest.FromString,
+                    response_serializer=briefxai_dot_clustering_dot_v1_dot_clustering__pb2.GetLimitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,7 +153,34 @@ class ClusteringService:
             target,
             '/briefxai.clustering.v1.ClusteringService/StreamClusterEmbeddings',
             briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsRequest.SerializeToString,
-            briefxai_dot_clustering_dot_v1_dot_clustering__pb2.ClusterEmbeddingsResponse.FromString,
+            briefxai_dot_clustering_dot_v1_dot_clustering__pb2.StreamClusterEmbeddingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/briefxai.clustering.v1.ClusteringService/GetLimits',
+            briefxai_dot_clustering_dot_v1_dot_clustering__pb2.GetLimitsRequest.SerializeToString,
+            briefxai_dot_clustering_dot_v1_dot_clustering__pb2.GetLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,13 +34,15 @@ class ClusteringServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ClusteringServiceAsyncStub: ...
     ClusterEmbeddings: _grpc.UnaryUnaryMultiCallable[_clustering_pb2.ClusterEmbeddingsRequest, _clustering_pb2.ClusterEmbeddingsResponse]
-    StreamClusterEmbeddings: _grpc.StreamUnaryMultiCallable[_clustering_pb2.StreamClusterEmbeddingsRequest, _clustering_pb2.ClusterEmbeddingsResponse]
+    StreamClusterEmbeddings: _grpc.StreamUnaryMultiCallable[_clustering_pb2.StreamClusterEmbeddingsRequest, _clustering_pb2.StreamClusterEmbeddingsResponse]
     """The same job as ClusterEmbeddings for large inputs, sent as a client stream: the first message is
     a header (params, count, dim), every later message a chunk of vectors with their ids, user ids and
     texts, in input order. Same limits, errors and response as ClusterEmbeddings; INVALID_ARGUMENT
     field paths name the chunk (chunks[i] is the i-th chunk message, from 0), e.g. chunks[3].ids.
     An error is returned once the client has sent its last message (the rest is read and dropped).
     """
+    GetLimits: _grpc.UnaryUnaryMultiCallable[_clustering_pb2.GetLimitsRequest, _clustering_pb2.GetLimitsResponse]
+    """The limits this server enforces, so that callers check requests against them instead of copies."""
 
 @_typing.type_check_only
 class ClusteringServiceAsyncStub(ClusteringServiceStub):
@@ -48,13 +50,15 @@ class ClusteringServiceAsyncStub(ClusteringServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ClusterEmbeddings: _aio.UnaryUnaryMultiCallable[_clustering_pb2.ClusterEmbeddingsRequest, _clustering_pb2.ClusterEmbeddingsResponse]  # type: ignore[assignment]
-    StreamClusterEmbeddings: _aio.StreamUnaryMultiCallable[_clustering_pb2.StreamClusterEmbeddingsRequest, _clustering_pb2.ClusterEmbeddingsResponse]  # type: ignore[assignment]
+    StreamClusterEmbeddings: _aio.StreamUnaryMultiCallable[_clustering_pb2.StreamClusterEmbeddingsRequest, _clustering_pb2.StreamClusterEmbeddingsResponse]  # type: ignore[assignment]
     """The same job as ClusterEmbeddings for large inputs, sent as a client stream: the first message is
     a header (params, count, dim), every later message a chunk of vectors with their ids, user ids and
     texts, in input order. Same limits, errors and response as ClusterEmbeddings; INVALID_ARGUMENT
     field paths name the chunk (chunks[i] is the i-th chunk message, from 0), e.g. chunks[3].ids.
     An error is returned once the client has sent its last message (the rest is read and dropped).
     """
+    GetLimits: _aio.UnaryUnaryMultiCallable[_clustering_pb2.GetLimitsRequest, _clustering_pb2.GetLimitsResponse]  # type: ignore[assignment]
+    """The limits this server enforces, so that callers check requests against them instead of copies."""
 
 class ClusteringServiceServicer(metaclass=_abc_1.ABCMeta):
     """Groups vectors into a named, privacy-filtered hierarchy and a 2-D map."""
@@ -71,12 +75,20 @@ class ClusteringServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request_iterator: _MaybeAsyncIterator[_clustering_pb2.StreamClusterEmbeddingsRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_clustering_pb2.ClusterEmbeddingsResponse, _abc.Awaitable[_clustering_pb2.ClusterEmbeddingsResponse]]:
+    ) -> _typing.Union[_clustering_pb2.StreamClusterEmbeddingsResponse, _abc.Awaitable[_clustering_pb2.StreamClusterEmbeddingsResponse]]:
         """The same job as ClusterEmbeddings for large inputs, sent as a client stream: the first message is
         a header (params, count, dim), every later message a chunk of vectors with their ids, user ids and
         texts, in input order. Same limits, errors and response as ClusterEmbeddings; INVALID_ARGUMENT
         field paths name the chunk (chunks[i] is the i-th chunk message, from 0), e.g. chunks[3].ids.
         An error is returned once the client has sent its last message (the rest is read and dropped).
         """
+
+    @_abc_1.abstractmethod
+    def GetLimits(
+        self,
+        request: _clustering_pb2.GetLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clustering_pb2.GetLimitsResponse, _abc.Awaitable[_clustering_pb2.GetLimitsResponse]]:
+        """The limits this server enforces, so that callers check requests against them instead of copies."""
 
 def add_ClusteringServiceServicer_to_server(servicer: ClusteringServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from briefxai.common.v1 import common_pb2 as briefxai_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x62riefxai/facets/v1/facets.proto\x12\x12\x62riefxai.facets.v1\x1a\x1f\x62riefxai/common/v1/common.proto\"\x9a\x01\n\x0f\x46\x61\x63\x65tDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12+\n\x04type\x18\x03 \x01(\x0e\x32\x1d.briefxai.facets.v1.FacetType\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x0f\n\x07\x63hoices\x18\x06 \x03(\t\x12\x0f\n\x07\x62uiltin\x18\x07 \x01(\x08\"_\n\x14\x45xtractFacetsRequest\x12\x37\n\rconversations\x18\x01 \x03(\x0b\x32 .briefxai.common.v1.Conversation\x12\x0e\n\x06\x66\x61\x63\x65ts\x18\x02 \x03(\t\"]\n\x12\x43onversationFacets\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12.\n\x06values\x18\x02 \x03(\x0b\x32\x1e.briefxai.common.v1.FacetValue\"P\n\x15\x45xtractFacetsResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.briefxai.facets.v1.ConversationFacets\"\x13\n\x11ListFacetsRequest\"\\\n\x12ListFacetsResponse\x12\x33\n\x06\x66\x61\x63\x65ts\x18\x01 \x03(\x0b\x32#.briefxai.facets.v1.FacetDefinition\x12\x11\n\tproviders\x18\x02 \x03(\t*h\n\tFacetType\x12\x1a\n\x16\x46\x41\x43\x45T_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46\x41\x43\x45T_TYPE_TEXT\x10\x01\x12\x15\n\x11\x46\x41\x43\x45T_TYPE_NUMBER\x10\x02\x12\x13\n\x0f\x46\x41\x43\x45T_TYPE_ENUM\x10\x03\x32\xd2\x01\n\rFacetsService\x12\x64\n\rExtractFacets\x12(.briefxai.facets.v1.ExtractFacetsRequest\x1a).briefxai.facets.v1.ExtractFacetsResponse\x12[\n\nListFacets\x12%.briefxai.facets.v1.ListFacetsRequest\x1a&.briefxai.facets.v1.ListFacetsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x62riefxai/facets/v1/facets.proto\x12\x12\x62riefxai.facets.v1\x1a\x1f\x62riefxai/common/v1/common.proto\"\x9a\x01\n\x0f\x46\x61\x63\x65tDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12+\n\x04type\x18\x03 \x01(\x0e\x32\x1d.briefxai.facets.v1.FacetType\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x0f\n\x07\x63hoices\x18\x06 \x03(\t\x12\x0f\n\x07\x62uiltin\x18\x07 \x01(\x08\"_\n\x14\x45xtractFacetsRequest\x12\x37\n\rconversations\x18\x01 \x03(\x0b\x32 .briefxai.common.v1.Conversation\x12\x0e\n\x06\x66\x61\x63\x65ts\x18\x02 \x03(\t\"]\n\x12\x43onversationFacets\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12.\n\x06values\x18\x02 \x03(\x0b\x32\x1e.briefxai.common.v1.FacetValue\"P\n\x15\x45xtractFacetsResponse\x12\x37\n\x07results\x18\x01 \x03(\x0b\x32&.briefxai.facets.v1.ConversationFacets\"\x13\n\x11ListFacetsRequest\"\xc9\x01\n\x12ListFacetsResponse\x12\x33\n\x06\x66\x61\x63\x65ts\x18\x01 \x03(\x0b\x32#.briefxai.facets.v1.FacetDefinition\x12\x11\n\tproviders\x18\x02 \x03(\t\x12%\n\x1dmax_conversations_per_request\x18\x03 \x01(\r\x12%\n\x1dmax_messages_per_conversation\x18\x04 \x01(\r\x12\x1d\n\x15max_chars_per_message\x18\x05 \x01(\r*h\n\tFacetType\x12\x1a\n\x16\x46\x41\x43\x45T_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46\x41\x43\x45T_TYPE_TEXT\x10\x01\x12\x15\n\x11\x46\x41\x43\x45T_TYPE_NUMBER\x10\x02\x12\x13\n\x0f\x46\x41\x43\x45T_TYPE_ENUM\x10\x03\x32\xd2\x01\n\rFacetsService\x12\x64\n\rExtractFacets\x12(.briefxai.facets.v1.ExtractFacetsRequest\x1a).briefxai.facets.v1.ExtractFacetsResponse\x12[\n\nListFacets\x12%.briefxai.facets.v1.ListFacetsRequest\x1a&.briefxai.facets.v1.ListFacetsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'briefxai.facets.v1.facets_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FACETTYPE']._serialized_start=634
-  _globals['_FACETTYPE']._serialized_end=738
+  _globals['_FACETTYPE']._serialized_start=744
+  _globals['_FACETTYPE']._serialized_end=848
   _globals['_FACETDEFINITION']._serialized_start=89
   _globals['_FACETDEFINITION']._serialized_end=243
   _globals['_EXTRACTFACETSREQUEST']._serialized_start=245
@@ -44,8 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXTRACTFACETSRESPONSE']._serialized_end=517
   _globals['_LISTFACETSREQUEST']._serialized_start=519
   _globals['_LISTFACETSREQUEST']._serialized_end=538
-  _globals['_LISTFACETSRESPONSE']._serialized_start=540
-  _globals['_LISTFACETSRESPONSE']._serialized_end=632
-  _globals['_FACETSSERVICE']._serialized_start=741
-  _globals['_FACETSSERVICE']._serialized_end=951
+  _globals['_LISTFACETSRESPONSE']._serialized_start=541
+  _globals['_LISTFACETSRESPONSE']._serialized_end=742
+  _globals['_FACETSSERVICE']._serialized_start=851
+  _globals['_FACETSSERVICE']._serialized_end=1061
 # @@protoc_insertion_point(module_scope)

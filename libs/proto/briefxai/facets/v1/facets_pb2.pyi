@@ -64,9 +64,15 @@ class ListFacetsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListFacetsResponse(_message.Message):
-    __slots__ = ("facets", "providers")
+    __slots__ = ("facets", "providers", "max_conversations_per_request", "max_messages_per_conversation", "max_chars_per_message")
     FACETS_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONVERSATIONS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGES_PER_CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHARS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     facets: _containers.RepeatedCompositeFieldContainer[FacetDefinition]
     providers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, facets: _Optional[_Iterable[_Union[FacetDefinition, _Mapping]]] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_conversations_per_request: int
+    max_messages_per_conversation: int
+    max_chars_per_message: int
+    def __init__(self, facets: _Optional[_Iterable[_Union[FacetDefinition, _Mapping]]] = ..., providers: _Optional[_Iterable[str]] = ..., max_conversations_per_request: _Optional[int] = ..., max_messages_per_conversation: _Optional[int] = ..., max_chars_per_message: _Optional[int] = ...) -> None: ...

@@ -2,6 +2,7 @@ import datetime
 
 from briefxai.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -87,8 +88,7 @@ class StageProgress(_message.Message):
     def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("name", "id", "state", "options", "request_id", "conversation_count", "create_time", "update_time", "error", "stage", "stages", "warnings")
-    NAME_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("id", "state", "options", "request_id", "conversation_count", "create_time", "update_time", "stage", "stages", "warnings", "error")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -96,11 +96,10 @@ class Analysis(_message.Message):
     CONVERSATION_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
-    name: str
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: AnalysisState
     options: AnalysisOptions
@@ -108,11 +107,11 @@ class Analysis(_message.Message):
     conversation_count: int
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    error: str
     stage: Stage
     stages: _containers.RepeatedCompositeFieldContainer[StageProgress]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[_Union[AnalysisState, str]] = ..., options: _Optional[_Union[AnalysisOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., conversation_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., stage: _Optional[_Union[Stage, str]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    error: _status_pb2.Status
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[AnalysisState, str]] = ..., options: _Optional[_Union[AnalysisOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., conversation_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[Stage, str]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class CreateAnalysisRequest(_message.Message):
     __slots__ = ("conversations", "options", "request_id")
@@ -193,24 +192,14 @@ class WatchAnalysisRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class WatchAnalysisResponse(_message.Message):
-    __slots__ = ("id", "state", "stage", "stages", "rate", "eta_seconds", "warnings", "error")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
-    STAGE_FIELD_NUMBER: _ClassVar[int]
-    STAGES_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("analysis", "rate", "eta_seconds")
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    WARNINGS_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    id: str
-    state: AnalysisState
-    stage: Stage
-    stages: _containers.RepeatedCompositeFieldContainer[StageProgress]
+    analysis: Analysis
     rate: float
     eta_seconds: float
-    warnings: _containers.RepeatedScalarFieldContainer[str]
-    error: str
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[AnalysisState, str]] = ..., stage: _Optional[_Union[Stage, str]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
+    def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
 
 class CancelAnalysisRequest(_message.Message):
     __slots__ = ("id",)

@@ -27,6 +27,13 @@ if _version_not_supported:
 
 class AnalysisServiceStub:
     """The public API: analyses of conversation sets as long-running, durable jobs.
+
+    An analysis is a resource of its own rather than a google.longrunning.Operation (AIP-151): it has a
+    state machine with per-stage progress, a WatchAnalysis stream, and results far larger than one
+    message that are read in pages (GetAnalysisResults); Operation's single metadata/response pair fits
+    none of these. Analyses are addressed by `id` alone (no separate resource `name`).
+    Errors carry google.rpc details: BadRequest with field violations on INVALID_ARGUMENT; ErrorInfo
+    (and RetryInfo when a retry can help) on RESOURCE_EXHAUSTED and UNAVAILABLE.
     """
 
     def __init__(self, channel):
@@ -79,6 +86,13 @@ class AnalysisServiceStub:
 
 class AnalysisServiceServicer:
     """The public API: analyses of conversation sets as long-running, durable jobs.
+
+    An analysis is a resource of its own rather than a google.longrunning.Operation (AIP-151): it has a
+    state machine with per-stage progress, a WatchAnalysis stream, and results far larger than one
+    message that are read in pages (GetAnalysisResults); Operation's single metadata/response pair fits
+    none of these. Analyses are addressed by `id` alone (no separate resource `name`).
+    Errors carry google.rpc details: BadRequest with field violations on INVALID_ARGUMENT; ErrorInfo
+    (and RetryInfo when a retry can help) on RESOURCE_EXHAUSTED and UNAVAILABLE.
     """
 
     def CreateAnalysis(self, request, context):
@@ -188,6 +202,13 @@ def add_AnalysisServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AnalysisService:
     """The public API: analyses of conversation sets as long-running, durable jobs.
+
+    An analysis is a resource of its own rather than a google.longrunning.Operation (AIP-151): it has a
+    state machine with per-stage progress, a WatchAnalysis stream, and results far larger than one
+    message that are read in pages (GetAnalysisResults); Operation's single metadata/response pair fits
+    none of these. Analyses are addressed by `id` alone (no separate resource `name`).
+    Errors carry google.rpc details: BadRequest with field violations on INVALID_ARGUMENT; ErrorInfo
+    (and RetryInfo when a retry can help) on RESOURCE_EXHAUSTED and UNAVAILABLE.
     """
 
     @staticmethod

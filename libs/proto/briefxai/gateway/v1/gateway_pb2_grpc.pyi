@@ -27,7 +27,15 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AnalysisServiceStub:
-    """The public API: analyses of conversation sets as long-running, durable jobs."""
+    """The public API: analyses of conversation sets as long-running, durable jobs.
+
+    An analysis is a resource of its own rather than a google.longrunning.Operation (AIP-151): it has a
+    state machine with per-stage progress, a WatchAnalysis stream, and results far larger than one
+    message that are read in pages (GetAnalysisResults); Operation's single metadata/response pair fits
+    none of these. Analyses are addressed by `id` alone (no separate resource `name`).
+    Errors carry google.rpc details: BadRequest with field violations on INVALID_ARGUMENT; ErrorInfo
+    (and RetryInfo when a retry can help) on RESOURCE_EXHAUSTED and UNAVAILABLE.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -50,7 +58,15 @@ class AnalysisServiceStub:
 
 @_typing.type_check_only
 class AnalysisServiceAsyncStub(AnalysisServiceStub):
-    """The public API: analyses of conversation sets as long-running, durable jobs."""
+    """The public API: analyses of conversation sets as long-running, durable jobs.
+
+    An analysis is a resource of its own rather than a google.longrunning.Operation (AIP-151): it has a
+    state machine with per-stage progress, a WatchAnalysis stream, and results far larger than one
+    message that are read in pages (GetAnalysisResults); Operation's single metadata/response pair fits
+    none of these. Analyses are addressed by `id` alone (no separate resource `name`).
+    Errors carry google.rpc details: BadRequest with field violations on INVALID_ARGUMENT; ErrorInfo
+    (and RetryInfo when a retry can help) on RESOURCE_EXHAUSTED and UNAVAILABLE.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateAnalysis: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CreateAnalysisRequest, _gateway_pb2.CreateAnalysisResponse]  # type: ignore[assignment]
@@ -69,7 +85,15 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     """The cluster tree and, paged, per-conversation results."""
 
 class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The public API: analyses of conversation sets as long-running, durable jobs."""
+    """The public API: analyses of conversation sets as long-running, durable jobs.
+
+    An analysis is a resource of its own rather than a google.longrunning.Operation (AIP-151): it has a
+    state machine with per-stage progress, a WatchAnalysis stream, and results far larger than one
+    message that are read in pages (GetAnalysisResults); Operation's single metadata/response pair fits
+    none of these. Analyses are addressed by `id` alone (no separate resource `name`).
+    Errors carry google.rpc details: BadRequest with field violations on INVALID_ARGUMENT; ErrorInfo
+    (and RetryInfo when a retry can help) on RESOURCE_EXHAUSTED and UNAVAILABLE.
+    """
 
     @_abc_1.abstractmethod
     def CreateAnalysis(

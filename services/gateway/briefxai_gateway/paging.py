@@ -1,0 +1,117 @@
+"""Paging of ListAnalyses and GetAnalysisResults: page sizes (AIP-158) and opaque page tokens.
+
+A token is URL-safe base64 of a small JSON object that names the method it continues (``kind``);
+one this service did not issue, or issued for another method or analysis, is an InvalidArgument.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+
+from briefxai_common.errors import InvalidArgument
+
+from .models import (
+    Analysis,
+    AssignmentRow,
+    ClusterWithFacets,
+    ConversationResult,
+    FacetValue,
+    ResultsPage,
+)
+
+LIST_DEFAULT_PAGE = 20
+LIST_MAX_PAGE = 100
+RESULTS_DEFAULT_PAGE = 100
+RESULTS_MAX_PAGE = 1000
+
+ResultRow = tuple[int, str, AssignmentRow | None, list[FacetValue]]
+
+
+def _encode_token(payload: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> dict[str, object]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument("page_token", "not a page token this service issued") from exc
+    if not isinstance(payload, dict):
+        raise InvalidArgument("page_token", "not a page token this service issued")
+    return payload
+
+
+def _page_size(requested: int, default: int, maximum: int) -> int:
+    """0 means the default; values above the maximum are lowered to it (AIP-158)."""
+    return default if requested <= 0 else min(requested, maximum)
+
+
+def list_window(page_size: int, page_token: str) -> tuple[int, int | None]:
+    """(page size, seq to continue before or None for the first page) of a ListAnalyses request."""
+    size = _page_size(page_size, LIST_DEFAULT_PAGE, LIST_MAX_PAGE)
+    if not page_token:
+        return size, None
+    payload = _decode_token(page_token)
+    seq = payload.get("before")
+    if payload.get("kind") != "list" or not isinstance(seq, int):
+        raise InvalidArgument("page_token", "not a page token of ListAnalyses")
+    return size, seq
+
+
+def list_next_token(next_seq: int | None) -> str:
+    """The token of the page after the one that ended before ``next_seq``; "" on the last page."""
+    return _encode_token({"kind": "list", "before": next_seq}) if next_seq is not None else ""
+
+
+def results_window(analysis: Analysis, page_size: int, page_token: str) -> tuple[int, int]:
+    """The ordinals [start, end) a GetAnalysisResults request for ``analysis`` asks for."""
+    size = _page_size(page_size, RESULTS_DEFAULT_PAGE, RESULTS_MAX_PAGE)
+    start = 0
+    if page_token:
+        payload = _decode_token(page_token)
+        offset = payload.get("offset")
+        if (
+            payload.get("kind") != "results"
+            or payload.get("id") != analysis.id
+            or not isinstance(offset, int)
+        ):
+            raise InvalidArgument("page_token", "not a page token of GetAnalysisResults for this analysis")
+        if not 0 <= offset <= analysis.conversation_count:
+            raise InvalidArgument("page_token", "page token out of range")
+        start = offset
+    return start, min(analysis.conversation_count, start + size)
+
+
+def results_page(
+    analysis: Analysis, clusters: list[ClusterWithFacets], rows: Sequence[ResultRow], end: int
+) -> ResultsPage:
+    """One page of results: the stored ``rows`` up to ordinal ``end``, with the next page's token."""
+    conversations = [
+        ConversationResult(
+            conversation_id=conversation_id,
+            facets=facets,
+            cluster_id=row.cluster_id if row is not None else "",
+            withheld=row.withheld if row is not None else True,
+            point=(row.x, row.y) if row is not None and row.x is not None and row.y is not None else None,
+        )
+        for _, conversation_id, row, facets in rows
+    ]
+    token = (
+        _encode_token({"kind": "results", "id": analysis.id, "offset": end})
+        if end < analysis.conversation_count
+        else ""
+    )
+    return ResultsPage(
+        analysis=analysis,
+        clusters=clusters,
+        conversations=conversations,
+        next_page_token=token,
+        total_conversations=analysis.conversation_count,
+        withheld_conversations=analysis.withheld_count,
+        k=analysis.k,
+        k_rule=analysis.k_rule,
+    )

@@ -1,0 +1,33 @@
+"""The gateway's only state: analyses, raw conversations, facet values, embeddings, clusters,
+assignments with map points, and per-batch checkpoints, in SQLite (default, WAL mode) or PostgreSQL.
+
+All methods are blocking and short; the async code calls them through ``in_thread``. Bulk writes use
+SQLAlchemy Core ``insert()`` with executemany.
+
+- ``engine.py``: engine creation (SQLite pragmas) and Alembic migrations;
+- ``codecs.py``: how facet values, messages and facet definitions are stored as text;
+- ``analyses.py``, ``checkpoints.py``, ``results.py``: the per-area repositories that :class:`Store`
+  combines over one shared engine (``base.py``).
+"""
+
+from __future__ import annotations
+
+from .analyses import AnalysisRepository
+from .base import DuplicateRequestId, StoreInconsistent
+from .checkpoints import CheckpointRepository
+from .codecs import decode_messages
+from .engine import create_store_engine, migrate
+from .results import ResultRepository
+
+__all__ = [
+    "DuplicateRequestId",
+    "Store",
+    "StoreInconsistent",
+    "create_store_engine",
+    "decode_messages",
+    "migrate",
+]
+
+
+class Store(AnalysisRepository, CheckpointRepository, ResultRepository):
+    """Blocking data access for one tenant: analyses, checkpoints and results over one engine."""

@@ -1,0 +1,79 @@
+"""What every part of the store shares: one engine per tenant view, the store's errors, row helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Table, and_, insert
+
+from .. import schema
+from ..models import DEFAULT_TENANT
+from .engine import create_store_engine, migrate
+
+# Rows per executemany of a bulk insert.
+INSERT_CHUNK = 2000
+
+
+class DuplicateRequestId(Exception):
+    """An analysis with this request_id exists already."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(f"an analysis with request_id {request_id!r} exists")
+
+
+class StoreInconsistent(RuntimeError):
+    """Stored data does not add up (for example an embedding batch is missing)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def insert_chunked(conn: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> None:
+    """Inserts ``rows`` with executemany, ``INSERT_CHUNK`` rows at a time."""
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= INSERT_CHUNK:
+            conn.execute(insert(table), chunk)
+            chunk = []
+    if chunk:
+        conn.execute(insert(table), chunk)
+
+
+def ordinal_range(
+    table: Table, tenant_id: str, analysis_id: str, start: int = 0, end: int | None = None
+) -> list[ColumnElement[bool]]:
+    """WHERE terms for the rows of one analysis with ordinals in [start, end) (no ``end``: to the last)."""
+    terms = [table.c.analysis_id == analysis_id, table.c.tenant_id == tenant_id]
+    if start:
+        terms.append(table.c.ordinal >= start)
+    if end is not None:
+        terms.append(table.c.ordinal < end)
+    return terms
+
+
+class StoreBase:
+    """One tenant's view of one database: the engine the per-area repositories share."""
+
+    def __init__(self, url: str, tenant_id: str = DEFAULT_TENANT) -> None:
+        self.url = url
+        self.tenant_id = tenant_id
+        self.engine = create_store_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _where_analysis(self, analysis_id: str) -> Any:
+        a = schema.analyses.c
+        return and_(a.id == analysis_id, a.tenant_id == self.tenant_id)
