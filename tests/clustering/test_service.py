@@ -108,6 +108,7 @@ async def test_health_is_serving_with_job_details(running: RunningService) -> No
     await assert_serving(running.address, SERVICE_NAME)
     document = json.loads(await asyncio.to_thread(http_body, running.http_port, "/health"))
     assert document["service"] == "clustering"
+    assert (document["status"], document["active_sessions"]) == ("healthy", 0)
     assert document["jobs_running"] == 0
     assert document["max_vectors"] == 200_000
 
@@ -237,6 +238,8 @@ async def test_health_answers_during_a_job_and_a_full_queue_is_resource_exhauste
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
             document = json.loads(await asyncio.to_thread(http_body, service.http_port, "/health"))
             assert document["jobs_running"] == 1
+            # Every slot taken and no queue: a new job would be refused, so the service is degraded.
+            assert (document["status"], document["reasons"]) == ("degraded", ["job queue full"])
             with pytest.raises(grpc.aio.AioRpcError) as busy:
                 await stub.ClusterEmbeddings(make_request(60, skip_map=True))
             assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -252,7 +255,7 @@ async def test_warm_up_runs_before_serving() -> None:
     service = await started(service_settings(warm_up_map=True))
     try:
         document = json.loads(await asyncio.to_thread(http_body, service.http_port, "/health"))
-        assert document["status"] == "SERVING"
+        assert (document["status"], document["grpc_status"]) == ("healthy", "SERVING")
         assert document["map_warm"] is True
     finally:
         await service.stop(grace=0)

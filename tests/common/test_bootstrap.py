@@ -1,10 +1,12 @@
-"""The shared bootstrap, exercised with a small real servicer over real sockets."""
+"""The shared bootstrap, exercised with a small real servicer over real sockets: gRPC health, the HTTP
+side port (/health, /readyz, /livez, /metrics, /debug/profile), graceful stop, error mapping, logs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import grpc
@@ -16,8 +18,10 @@ from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from briefxai_common.bootstrap import RunningService, Service, start_service
 from briefxai_common.config import ServiceSettings
 from briefxai_common.errors import InvalidArgument
+from briefxai_common.health import HealthReport, HealthSource
+from briefxai_common.logging import configure_logging, reset_logging
 from tests.support.errors import field_violations
-from tests.support.http import http_get
+from tests.support.http import get_json, http_get
 from tests.support.ports import free_port
 from tests.support.services import assert_serving
 
@@ -39,7 +43,9 @@ class SlowEchoServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         return embedding_pb2.EmbedTextsResponse(model="probe")
 
 
-def build(start_gate: asyncio.Event | None = None) -> Service:
+def build(
+    start_gate: asyncio.Event | None = None, health_info: HealthSource | None = None, **settings_values: Any
+) -> Service:
     async def start() -> None:
         if start_gate is not None:
             await start_gate.wait()
@@ -48,8 +54,15 @@ def build(start_gate: asyncio.Event | None = None) -> Service:
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(SlowEchoServicer(), server)  # type: ignore[abstract]
         return [EMBEDDING_SERVICE]
 
-    settings = ProbeSettings.load(host="127.0.0.1", grpc_port=0, http_port=0, grace_period_seconds=5)
-    return Service("probe", settings, register, start=start, health_info=lambda: {"model": "probe"})
+    settings = ProbeSettings.load(
+        host="127.0.0.1", grpc_port=0, http_port=0, grace_period_seconds=5, **settings_values
+    )
+    if health_info is None:
+
+        def health_info() -> HealthReport:
+            return HealthReport(details={"model": "probe"})
+
+    return Service("probe", settings, register, start=start, health_info=health_info)
 
 
 @pytest.fixture
@@ -75,19 +88,29 @@ async def test_not_serving_while_starting_then_serving() -> None:
         await channel.channel_ready()
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), wait_for_ready=True)
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
-        status, body = await asyncio.to_thread(http_get, service.settings.http_port, "/health")
+        port = service.settings.http_port
+        status, health = await get_json(port, "/health")
         assert status == 503
-        assert json.loads(body)["status"] == "NOT_SERVING"
+        assert (health["status"], health["grpc_status"], health["phase"]) == (
+            "unhealthy",
+            "NOT_SERVING",
+            "starting",
+        )
+        assert await get_json(port, "/readyz") == (503, {"status": "not_ready", "reasons": ["starting"]})
+        assert await get_json(port, "/livez") == (200, {"status": "alive"})
         gate.set()
         running = await starting
         try:
+            assert await get_json(port, "/readyz") == (200, {"status": "ready"})
             watch = stub.Watch(health_pb2.HealthCheckRequest(service=""))
             first = await watch.read()
             assert first.status == health_pb2.HealthCheckResponse.SERVING
-            stopping = asyncio.create_task(running.stop(grace=1))
+            # A long grace period: the open Watch stream must not hold the stop for all of it.
+            stopping = asyncio.create_task(running.stop(grace=60))
             second = await watch.read()
             assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
-            watch.cancel()
+            assert await watch.read() is grpc.aio.EOF  # type: ignore[attr-defined]
+            assert await watch.code() == grpc.StatusCode.OK
             await stopping
         finally:
             await running.stop(grace=0)
@@ -111,14 +134,18 @@ async def test_http_health_and_metrics(running: RunningService) -> None:
         await embedding_pb2_grpc.EmbeddingServiceStub(channel).EmbedTexts(
             embedding_pb2.EmbedTextsRequest(texts=["0"])
         )
-    status, body = await asyncio.to_thread(http_get, running.http_port, "/health")
+    status, health = await get_json(running.http_port, "/health")
     assert status == 200
-    health = json.loads(body)
-    assert health["status"] == "SERVING"
+    assert (health["status"], health["grpc_status"], health["phase"]) == ("healthy", "SERVING", "serving")
     assert health["service"] == "probe"
     assert health["model"] == "probe"
     assert health["uptime_seconds"] >= 0
-    assert health["memory_usage_mb"] > 0
+    assert health["memory_usage_mb"] > 0 and health["cpu_seconds"] > 0
+    assert health["active_sessions"] == 0
+    # Fields that do not apply to this service are left out.
+    assert not {"database_status", "providers", "circuit_breakers", "reasons"} & set(health)
+    assert await get_json(running.http_port, "/readyz") == (200, {"status": "ready"})
+    assert await get_json(running.http_port, "/livez") == (200, {"status": "alive"})
     status, body = await asyncio.to_thread(http_get, running.http_port, "/metrics")
     assert status == 200
     text = body.decode()
@@ -153,3 +180,102 @@ async def test_reflection_lists_services(running: RunningService) -> None:
             assert EMBEDDING_SERVICE in names
             assert "grpc.health.v1.Health" in names
             break
+
+
+async def test_readyz_is_503_while_draining() -> None:
+    running = await start_service(build())
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        in_flight = asyncio.ensure_future(stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["2"])))
+        for _ in range(200):  # until the call is in the server (the health counts it as a session)
+            if (await get_json(running.http_port, "/health"))[1]["active_sessions"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        stopping = asyncio.create_task(running.stop(grace=30))
+        status, body = await get_json(running.http_port, "/readyz")
+        assert (status, body) == (503, {"status": "not_ready", "reasons": ["draining"]})
+        status, health = await get_json(running.http_port, "/health")
+        assert (status, health["status"], health["phase"]) == (503, "unhealthy", "draining")
+        assert (await in_flight).model == "probe"
+        await stopping
+
+
+async def test_health_rules_follow_the_service_report() -> None:
+    report = HealthReport(details={"model": "probe"})
+
+    async def health_info() -> HealthReport:  # an async source is awaited
+        return report
+
+    running = await start_service(build(health_info=health_info))
+    try:
+        port = running.http_port
+        report.circuit_breakers = {"llm": "open", "cache": "closed"}
+        report.providers = {"openai": "available", "heuristic": "available"}
+        status, health = await get_json(port, "/health")
+        assert (status, health["status"], health["reasons"]) == (
+            200,
+            "degraded",
+            ["circuit breaker llm open"],
+        )
+        assert health["circuit_breakers"] == {"llm": "open", "cache": "closed"}
+
+        report.circuit_breakers = {"llm": "closed"}
+        report.providers = {"openai": "unavailable", "heuristic": "available"}
+        status, health = await get_json(port, "/health")
+        assert (status, health["status"], health["reasons"]) == (200, "degraded", ["openai unavailable"])
+        assert (await get_json(port, "/readyz"))[0] == 200  # degraded still serves
+
+        report.not_ready = ["model not loaded"]
+        report.database_status = "disconnected"
+        status, health = await get_json(port, "/health")
+        assert (status, health["status"], health["reasons"]) == (503, "unhealthy", ["model not loaded"])
+        assert health["database_status"] == "disconnected"
+        assert await get_json(port, "/readyz") == (
+            503,
+            {"status": "not_ready", "reasons": ["model not loaded"]},
+        )
+
+        report.not_ready, report.providers = [], {"openai": "available"}
+        assert (await get_json(port, "/health"))[1]["status"] == "healthy"
+    finally:
+        await running.stop(grace=0)
+
+
+async def test_unknown_service_health_check_is_not_found_without_an_error_log(
+    running: RunningService, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "probe.log"
+    configure_logging("probe", "debug", "json", log_file=str(log_file))
+    try:
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+            await stub.Check(health_pb2.HealthCheckRequest(service=""))  # and it keeps answering
+    finally:
+        reset_logging()
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    aborted = [r for r in records if r["event"] == "rpc_aborted"]
+    assert [(r["level"], r["code"], r["method"]) for r in aborted] == [
+        ("debug", "NOT_FOUND", "/grpc.health.v1.Health/Check")
+    ]
+    assert not [r for r in records if r["level"] in ("error", "critical") or "exception" in r]
+
+
+async def test_metrics_off_and_profiling_on() -> None:
+    running = await start_service(
+        build(metrics_enabled=False, performance={"enable_profiling": True, "track_cpu": False})
+    )
+    try:
+        assert (await asyncio.to_thread(http_get, running.http_port, "/metrics"))[0] == 404
+        status, body = await asyncio.to_thread(http_get, running.http_port, "/debug/profile?seconds=0.05")
+        assert status == 200 and b"function calls" in body
+        status, health = await get_json(running.http_port, "/health")
+        assert "cpu_seconds" not in health and health["memory_usage_mb"] > 0
+    finally:
+        await running.stop(grace=0)
+
+
+async def test_profile_is_not_served_unless_enabled(running: RunningService) -> None:
+    assert (await asyncio.to_thread(http_get, running.http_port, "/debug/profile?seconds=0.05"))[0] == 404

@@ -116,7 +116,8 @@ async def test_health_is_serving_with_model_details(running: RunningService) -> 
     assert status == 200
     document = json.loads(body)
     assert document["service"] == "embedding"
-    assert document["status"] == "SERVING"
+    assert (document["status"], document["grpc_status"]) == ("healthy", "SERVING")
+    assert document["model_ready"] is True and "database_status" not in document
     assert document["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert (document["backend"], document["dim"]) == ("sentence-transformers", 384)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from briefxai_facets.pii import luhn_valid, redact
+from briefxai_common.pii import luhn_valid, redact
 
 
 @pytest.mark.parametrize(

@@ -397,6 +397,7 @@ async def test_health_reports_serving_with_providers() -> None:
         status, body = await asyncio.to_thread(http_get, service.http_port, "/health")
         assert status == 200
         info = json.loads(body)
-        assert info["providers"] == ["heuristic"] and info["providers_ready"] is True
+        assert info["status"] == "healthy"
+        assert info["providers"] == {"heuristic": "available"} and info["providers_ready"] is True
     finally:
         await service.stop(grace=0)

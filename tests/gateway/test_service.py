@@ -353,6 +353,7 @@ async def test_breaker_opens_when_a_downstream_stops(start_gateway: GatewayFacto
     )
     ok = await create(gw, conversations(6))
     assert (await gw.wait(ok.id))[-1].analysis.state == SUCCEEDED
+    downstream_errors = metric_value("briefxai_errors_total", {"service": "gateway", "kind": "downstream"})
     await facets.stop(grace=0)
 
     failed = await create(gw, conversations(6))
@@ -360,7 +361,11 @@ async def test_breaker_opens_when_a_downstream_stops(start_gateway: GatewayFacto
     assert final.analysis.state == FAILED
     assert "facets service unavailable" in final.analysis.error.message
     assert final.analysis.error.code == code_pb2.UNAVAILABLE
-    assert metric_value("briefxai_circuit_breaker_state", {"service": "facets"}) == 1.0
+    assert metric_value("briefxai_circuit_breaker_state", {"service": "gateway", "breaker": "facets"}) == 1.0
+    assert (
+        metric_value("briefxai_errors_total", {"service": "gateway", "kind": "downstream"})
+        > downstream_errors
+    )
     # The breaker now refuses at once, without calling the stopped service.
     fast = await create(gw, conversations(6))
     final = (await gw.wait(fast.id))[-1]
@@ -372,9 +377,10 @@ async def test_breaker_opens_when_a_downstream_stops(start_gateway: GatewayFacto
     assert [a.id for a in listed.analyses] == [fast.id, failed.id, ok.id]
     health = json.loads(await asyncio.to_thread(http_get, gw.running.http_port, "/health"))
     assert health["downstream"]["facets"]["circuit_breaker"]["state"] == "open"
+    assert health["status"] == "degraded" and health["circuit_breakers"]["facets"] == "open"
     assert health["downstream"]["embedding"]["circuit_breaker"]["state"] == "closed"
     text = (await asyncio.to_thread(http_get, gw.running.http_port, "/metrics")).decode()
-    assert 'briefxai_circuit_breaker_state{service="facets"} 1.0' in text
+    assert 'briefxai_circuit_breaker_state{breaker="facets",service="gateway"} 1.0' in text
     assert "briefxai_analyses_total" in text and "briefxai_stage_seconds_bucket" in text
 
 

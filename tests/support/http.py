@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import urllib.error
 import urllib.request
+from typing import Any
 
 
 def http_get(port: int, path: str) -> tuple[int, bytes]:
@@ -15,3 +18,9 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+async def get_json(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    """``(status, parsed JSON body)`` of ``GET http://127.0.0.1:<port><path>``, off the event loop."""
+    status, body = await asyncio.to_thread(http_get, port, path)
+    return status, json.loads(body)

@@ -8,11 +8,13 @@ the status code and any ``google.rpc`` field violations.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -77,6 +79,30 @@ def error_text(status: status_pb2.Status) -> str:
 def analysis_id(value: str) -> str:
     """Accepts ``abc`` or ``analyses/abc``."""
     return value.strip().removeprefix("analyses/")
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Longer windows are sent as this (the gateway cuts any window to its retention period anyway).
+MAX_WINDOW_SECONDS = 3650 * 86400.0
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of ``90s``, ``30m``, ``24h``, ``7d``, ``2w``, ``1h30m`` or a plain number of seconds;
+    ValueError otherwise."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise ValueError(f"{text!r} is not a finite number of seconds")
+        return seconds
+    parts = _DURATION.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value:
+        raise ValueError(f"{text!r} is not a duration such as 90m, 24h or 7d")
+    return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,6 +325,15 @@ class GatewayClient:
             seen_tokens.add(token)
         merged.next_page_token = ""
         return merged
+
+    def performance_report(
+        self, window_seconds: float | None = None
+    ) -> gateway_pb2.GetPerformanceReportResponse:
+        """The gateway's performance report over the last ``window_seconds`` (None: its default, 24 h)."""
+        request = gateway_pb2.GetPerformanceReportRequest()
+        if window_seconds is not None:
+            request.window.FromTimedelta(timedelta(seconds=min(window_seconds, MAX_WINDOW_SECONDS)))
+        return self.stub.GetPerformanceReport(request, timeout=self.timeout)
 
     # -- following ----------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from briefxai_cli.client import (
     build_options,
     describe_rpc_error,
     error_text,
+    parse_duration,
     state_name,
     to_json,
 )
@@ -502,6 +503,38 @@ def delete(analysis_id: str, gateway: str) -> None:
     with GatewayClient(gateway) as client:
         client.delete(analysis_id)
     con.print(f"deleted analysis {analysis_id}", highlight=False)
+
+
+def _window_seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    if seconds < 0:
+        raise click.BadParameter("must not be negative")
+    return seconds
+
+
+@cli.command()
+@click.option(
+    "--since",
+    "window",
+    default="24h",
+    show_default=True,
+    callback=_window_seconds,
+    help="How far back to look: 90m, 24h, 7d (cut to the gateway's performance.retention_hours).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@gateway_option
+@handle_errors
+def perf(window: float, as_json: bool, gateway: str) -> None:
+    """Show throughput per stage, RPC latencies, memory trend, the bottleneck and recommendations."""
+    with GatewayClient(gateway) as client:
+        report = client.performance_report(window)
+    if as_json:
+        click.echo(json.dumps(to_json(report), indent=2, ensure_ascii=False))
+    else:
+        con.print(render.performance_report(report))
 
 
 # -- eval -------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Terminal output with rich: the progress bars, the cluster tree, tables of analyses and scores."""
+"""Terminal output with rich: the progress bars, the cluster tree, tables of analyses and scores, the
+performance report."""
 
 from __future__ import annotations
 
@@ -220,6 +221,95 @@ def evaluation_table(
             verdict += " [red](the withheld conversations differ)[/]"
         lines.append(Text.from_markup(verdict))
     return Group(*lines)
+
+
+STAGE_COLUMNS = ("stage", "conversations", "seconds", "conv/s", "share", "earlier → later conv/s", "trend")
+
+
+def performance_report(report: gateway_pb2.GetPerformanceReportResponse) -> RenderableType:
+    """Stages (throughput, share, trend), RPC latencies, memory per gateway process, recommendations."""
+    start = _timestamp(report.window_start_time.seconds)
+    end = _timestamp(report.window_end_time.seconds)
+    window = report.window_end_time.seconds - report.window_start_time.seconds
+    parts: list[RenderableType] = [
+        Text(
+            f"window {start} → {end} ({_duration(window)}): {report.analysis_count} analyses succeeded, "
+            f"{report.conversation_count:,} conversations, {report.conversations_per_second:,.1f} "
+            f"conversations/s end to end; {report.sample_count} samples"
+        )
+    ]
+    if report.stages:
+        bottleneck = report.bottleneck
+        stages = Table(title="throughput per stage (trend: later half of the window against the earlier)")
+        for column in STAGE_COLUMNS:
+            stages.add_column(column, justify="left" if column == "stage" else "right")
+        for stage in report.stages:
+            name = stage_name(stage.stage).lower()
+            if stage.stage == bottleneck:
+                name = f"[bold red]{name} ◀ bottleneck[/]"
+            halves = ""
+            if stage.HasField("trend"):  # both halves are set
+                earlier, later = stage.earlier_conversations_per_second, stage.later_conversations_per_second
+                halves = f"{earlier:,.1f} → {later:,.1f}"
+            trend = ""
+            if stage.HasField("trend"):
+                style = "red" if stage.trend < 0 else "green"
+                trend = f"[{style}]{stage.trend:+.0%}[/]"
+            stages.add_row(
+                name,
+                f"{stage.conversation_count:,}",
+                f"{stage.seconds:,.2f}",
+                f"{stage.conversations_per_second:,.1f}",
+                f"{stage.share:.0%}",
+                halves,
+                trend,
+            )
+        parts.append(stages)
+    else:
+        parts.append(Text("no analysis succeeded in the window: no stage throughput or bottleneck yet"))
+    if report.rpc_latencies:
+        rpcs = Table(title="RPC latency (bucket-interpolated percentiles)")
+        for column in ("method", "type", "calls", "mean", "p50", "p95", "p99"):
+            rpcs.add_column(column, justify="left" if column in ("method", "type") else "right")
+        for rpc in report.rpc_latencies:
+            rpcs.add_row(
+                rpc.method,
+                rpc.grpc_type,
+                f"{rpc.count:,}",
+                _seconds(rpc.mean_seconds),
+                _seconds(rpc.p50_seconds),
+                _seconds(rpc.p95_seconds),
+                _seconds(rpc.p99_seconds),
+            )
+        parts.append(rpcs)
+    if report.memory_trends:
+        memory = Table(title="gateway memory (RSS)")
+        for column in ("process", "samples", "first MB", "last MB", "peak MB", "MB/h", "trend"):
+            memory.add_column(column, justify="left" if column in ("process", "trend") else "right")
+        for item in report.memory_trends:
+            status = f"[red]growing: {escape(item.warning)}[/]" if item.growing else "[green]stable[/]"
+            memory.add_row(
+                escape(item.instance),
+                str(item.sample_count),
+                f"{item.first_mb:,.0f}",
+                f"{item.last_mb:,.0f}",
+                f"{item.peak_mb:,.0f}",
+                f"{item.slope_mb_per_hour:+,.1f}",
+                status,
+            )
+        parts.append(memory)
+    if report.recommendations:
+        parts.append(Text("recommendations:", style="bold"))
+        parts.extend(Text(f"  • {line}") for line in report.recommendations)
+    else:
+        parts.append(Text("recommendations: none (no rule fired)"))
+    return Group(*parts)
+
+
+def _seconds(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value * 1000:,.1f} ms" if value < 1 else f"{value:,.2f} s"
 
 
 def _num(value: float) -> str:

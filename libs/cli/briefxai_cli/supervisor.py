@@ -7,16 +7,22 @@ first, so running analyses wind down before their dependencies go), waits, then 
 
 Children get their own session, so Ctrl-C reaches only the supervisor, which then stops them in order;
 on Linux they also receive SIGTERM if the supervisor dies without cleaning up.
+
+Each child's stdout and stderr go through a pipe to ``<log dir>/<service>.log``, written by a thread of
+the supervisor through the same size rotation the services use for ``log_file``: rotated at the
+service's ``log_max_mb``, ``log_backups`` older files kept (from the config file; defaults 100 MiB, 5).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +62,8 @@ class ServicePlan:
     grpc_port: int
     http_port: int
     env: dict[str, str] = field(default_factory=dict)
+    log_max_mb: float = 100.0
+    log_backups: int = 5
 
     @property
     def address(self) -> str:
@@ -157,7 +165,15 @@ def plan_suite(
             f"{prefix}GRPC_PORT": str(grpc_ports[name]),
             f"{prefix}HTTP_PORT": str(http_ports[name]),
         }
-        plans[name] = ServicePlan(name, host, grpc_ports[name], http_ports[name], env)
+        plans[name] = ServicePlan(
+            name,
+            host,
+            grpc_ports[name],
+            http_ports[name],
+            env,
+            log_max_mb=float(sections[name].get("log_max_mb") or ServicePlan.log_max_mb),
+            log_backups=int(sections[name].get("log_backups", ServicePlan.log_backups)),
+        )
     gateway_env = plans["gateway"].env
     for name in ("embedding", "facets", "clustering"):
         gateway_env[f"BRIEFXAI_GATEWAY_{name.upper()}_ADDRESS"] = plans[name].address
@@ -166,11 +182,15 @@ def plan_suite(
 
 
 def _config_section(name: str, config: Path | None) -> Mapping[str, Any]:
+    """The service's section as the service reads it (the ``monitoring:`` block's ports included)."""
     if config is None:
         return {}
-    from briefxai_common.config import read_section
+    from briefxai_common.config import ConfigError, effective_section
 
-    return read_section(name, config)
+    try:
+        return effective_section(name, config)
+    except ConfigError as exc:
+        raise SupervisorError(str(exc)) from exc
 
 
 @dataclass
@@ -178,7 +198,23 @@ class _Child:
     plan: ServicePlan
     process: subprocess.Popen[bytes]
     log_path: Path
-    log_file: IO[bytes]
+    log: logging.Handler
+    pump: threading.Thread
+
+    def drain_output(self, timeout: float = 5.0) -> None:
+        """Waits (up to ``timeout``) until what the child wrote so far is in its log."""
+        self.pump.join(timeout)
+
+
+def _write_line(log: logging.Handler, line: str) -> None:
+    log.emit(logging.makeLogRecord({"msg": line, "levelno": logging.INFO, "levelname": "INFO"}))
+
+
+def _pump(output: IO[bytes], log: logging.Handler) -> None:
+    """Copies the child's output to its rotating log, line by line, until the child closes it."""
+    with output:
+        for raw in iter(output.readline, b""):
+            _write_line(log, raw.decode("utf-8", errors="replace").rstrip("\n"))
 
 
 class Suite:
@@ -251,24 +287,30 @@ class Suite:
             env["BRIEFXAI_CONFIG"] = str(self.plan.config)
         env.update(plan.env)
         env.update(self.extra_env)
+        from briefxai_common.logging import rotating_handler
+
         log_path = self.log_path(plan.name)
-        log_file = log_path.open("ab")
-        log_file.write(f"--- starting {plan.module} on {plan.address} at {time.ctime()}\n".encode())
-        log_file.flush()
+        log = rotating_handler(log_path, plan.log_max_mb, plan.log_backups)
+        _write_line(log, f"--- starting {plan.module} on {plan.address} at {time.ctime()}")
         try:
             process = subprocess.Popen(
                 [self.python, "-m", plan.module],
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log_file,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         except OSError as exc:
-            log_file.close()
+            log.close()
             raise SupervisorError(f"cannot start {plan.module}: {exc}") from exc
-        return _Child(plan, process, log_path, log_file)
+        assert process.stdout is not None
+        pump = threading.Thread(
+            target=_pump, args=(process.stdout, log), name=f"log-{plan.name}", daemon=True
+        )
+        pump.start()
+        return _Child(plan, process, log_path, log, pump)
 
     def _wait_ready(
         self, deadline: float, started: float, on_ready: Callable[[ServicePlan, float], None] | None
@@ -280,6 +322,7 @@ class Suite:
                     child = self.children[name]
                     code = child.process.poll()
                     if code is not None:
+                        child.drain_output()
                         raise SupervisorError(
                             f"{child.plan.module} exited with code {code} before it was ready; "
                             f"last lines of {child.log_path}:\n{self.log_tail(name)}"
@@ -300,10 +343,13 @@ class Suite:
                 probe.close()
 
     def exited(self) -> dict[str, int]:
-        """Services that have stopped on their own, with their exit codes."""
-        return {
+        """Services that have stopped on their own, with their exit codes (their last output logged)."""
+        codes = {
             name: code for name, child in self.children.items() if (code := child.process.poll()) is not None
         }
+        for name in codes:
+            self.children[name].drain_output()
+        return codes
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         try:
@@ -329,7 +375,8 @@ class Suite:
                     child.process.wait()
                 codes[child.plan.name] = child.process.returncode
         for child in self.children.values():
-            child.log_file.close()
+            child.drain_output()
+            child.log.close()
         self.children.clear()
         return codes
 

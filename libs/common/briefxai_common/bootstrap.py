@@ -3,11 +3,17 @@
 After grpc's ``examples/python``: servicers, health and reflection are added in one place, metrics
 and tracing interceptors are always on, and shutdown is graceful (health NOT_SERVING, stop taking
 calls, let in-flight ones finish within the grace period).
+
+The HTTP side port's ``/health``, ``/readyz`` and ``/livez`` judge the service's own
+:class:`~briefxai_common.health.HealthReport` (``Service.health_info``) with the server's phase
+(starting, serving, draining, stopped) by the rules in ``health.py``. Open health ``Watch`` streams
+(the gateway's) get NOT_SERVING and end when draining begins, so they do not hold the grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from briefxai_common import metrics, tracing
 from briefxai_common.config import ConfigError, ServiceSettings
+from briefxai_common.health import DRAINING, SERVING_PHASE, STARTING, STOPPED, HealthMonitor, HealthSource
 from briefxai_common.http import HttpSidePort
 from briefxai_common.interceptors import ErrorMappingInterceptor
 from briefxai_common.logging import configure_logging, get_logger
@@ -27,6 +34,7 @@ from briefxai_common.reflection import enable_reflection
 log = get_logger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
@@ -39,7 +47,7 @@ class Service:
     register: Callable[[grpc.aio.Server], Sequence[str]]
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
-    health_info: Callable[[], dict[str, Any]] | None = None
+    health_info: HealthSource | None = None
 
 
 def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
@@ -51,6 +59,52 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
     ]
 
 
+class _HealthServicer(health_pb2_grpc.HealthServicer):
+    """grpc.health.v1 as grpc's own servicer serves it (NOT_FOUND for an unknown name in Check,
+    SERVICE_UNKNOWN in Watch), except that a ``Watch`` stream ends after sending NOT_SERVING once the
+    server drains: an open watch (the gateway's) would otherwise hold ``server.stop`` for its whole
+    grace period. A slow watcher never holds the lock while its message is written."""
+
+    def __init__(self) -> None:
+        self._status: dict[str, int] = {"": SERVING}
+        self._changed = asyncio.Condition()
+        self._draining = False
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> Any:
+        status = self._status.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND)
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        last: int | None = None
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(functools.partial(self._news, request.service, last))
+                status, draining = self._status.get(request.service, SERVICE_UNKNOWN), self._draining
+            if status != last:
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            if draining:
+                return
+
+    def _news(self, service: str, last: int | None) -> bool:
+        return self._draining or self._status.get(service, SERVICE_UNKNOWN) != last
+
+    async def set(self, service: str, status: int) -> None:
+        async with self._changed:
+            if not self._draining:
+                self._status[service] = status
+                self._changed.notify_all()
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Every status NOT_SERVING for good; watches send it and end."""
+        async with self._changed:
+            self._draining = True
+            self._status = dict.fromkeys(self._status, NOT_SERVING)
+            self._changed.notify_all()
+
+
 class RunningService:
     """A started server: its ports, health, and a graceful ``stop``."""
 
@@ -58,7 +112,7 @@ class RunningService:
         self,
         service: Service,
         server: grpc.aio.Server,
-        health_servicer: health.aio.HealthServicer,
+        health_servicer: _HealthServicer,
         service_names: Sequence[str],
         grpc_port: int,
         http: HttpSidePort,
@@ -70,6 +124,7 @@ class RunningService:
         self.grpc_port = grpc_port
         self.http = http
         self.serving = False
+        self.phase = STARTING
         self._stopped = False
 
     @property
@@ -85,6 +140,8 @@ class RunningService:
         for name in ("", *self.service_names):
             await self.health.set(name, status)
         self.serving = serving
+        if not self._stopped:
+            self.phase = SERVING_PHASE if serving else STARTING
 
     async def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, refuse new calls, wait up to ``grace`` seconds for in-flight ones."""
@@ -94,10 +151,12 @@ class RunningService:
         grace = self.service.settings.grace_period_seconds if grace is None else grace
         log.info("draining", service=self.service.name, grace_seconds=grace)
         self.serving = False
+        self.phase = DRAINING
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.service.stop is not None:
             await self.service.stop()
+        self.phase = STOPPED
         await self.http.stop()
         log.info("stopped", service=self.service.name)
 
@@ -108,17 +167,18 @@ class RunningService:
 async def start_service(service: Service) -> RunningService:
     """Binds the gRPC and HTTP ports, serves NOT_SERVING while ``service.start`` runs, then SERVING."""
     settings = service.settings
+    observer = metrics.ServiceObserver(service.name)
     server = grpc.aio.server(
         interceptors=[
             tracing.server_interceptor(),
-            metrics.server_interceptor(metrics.default_metrics()),
+            metrics.server_interceptor(metrics.default_metrics(), observer),
             ErrorMappingInterceptor(),
         ],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     names = list(service.register(server))
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = _HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
     grpc_port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
@@ -126,14 +186,23 @@ async def start_service(service: Service) -> RunningService:
         raise OSError(f"cannot bind gRPC port {settings.host}:{settings.grpc_port}")
 
     running: RunningService | None = None
-    http = HttpSidePort(
+    monitor = HealthMonitor(
         service.name,
-        status=lambda: "SERVING" if running is not None and running.serving else "NOT_SERVING",
-        info=service.health_info,
+        phase=lambda: running.phase if running is not None else STARTING,
+        source=service.health_info,
+        active_sessions=observer.active_sessions,
+        track_memory=settings.performance.track_memory,
+        track_cpu=settings.performance.track_cpu,
+    )
+    http = HttpSidePort(
+        monitor.assess,
+        metrics_enabled=settings.metrics_enabled,
+        profiling_enabled=settings.performance.enable_profiling,
     )
     running = RunningService(service, server, health_servicer, names, grpc_port, http)
     await running.set_serving(False)
     await server.start()
+    metrics.observe_service(observer, names, server)  # series at 0, event-loop lag until the server stops
     await http.start(settings.host, settings.http_port)
     log.info("starting", service=service.name, grpc_port=grpc_port, http_port=http.port)
     try:
@@ -150,8 +219,15 @@ async def start_service(service: Service) -> RunningService:
 def run_service(service: Service) -> None:
     """Process entry point: configures logs and traces, serves until SIGTERM/SIGINT, drains, exits."""
     settings = service.settings
-    configure_logging(service.name, settings.log_level, settings.log_format)
-    tracing.configure_tracing(service.name, settings.otlp_endpoint)
+    configure_logging(
+        service.name,
+        settings.log_level,
+        settings.log_format,
+        log_file=settings.log_file,
+        max_mb=settings.log_max_mb,
+        backups=settings.log_backups,
+    )
+    tracing.configure_tracing(service.name, settings.otlp_endpoint, certificate=settings.otlp_certificate)
     try:
         asyncio.run(_serve_until_signal(service))
     finally:

@@ -1,4 +1,5 @@
-"""Client channels to other BriefXAI services: metrics and tracing interceptors, round-robin, big messages."""
+"""Client channels to other BriefXAI services: metrics and tracing interceptors, the request and analysis
+ids forwarded as metadata, round-robin, big messages."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import grpc
 
 from briefxai_common import metrics, tracing
+from briefxai_common.interceptors import forwarding_interceptors
 
 SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
@@ -22,5 +24,9 @@ def create_channel(address: str, max_message_mb: int = 256) -> grpc.aio.Channel:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.enable_retries", 0),
     ]
-    interceptors = [*tracing.client_interceptors(), *metrics.client_interceptors(metrics.default_metrics())]
+    interceptors = [
+        *tracing.client_interceptors(),
+        *metrics.client_interceptors(metrics.default_metrics()),
+        *forwarding_interceptors(),
+    ]
     return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)

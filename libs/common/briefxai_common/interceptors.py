@@ -1,4 +1,10 @@
-"""Server interceptor that maps domain errors to gRPC status codes and logs every call with its request id."""
+"""Server interceptor that maps domain errors to gRPC status codes and logs every call with its request
+id (and analysis id); client interceptor that forwards both to the services a call reaches.
+
+The ids travel as gRPC metadata, ``x-request-id`` and ``x-analysis-id``: a server binds them into its
+log context (a request id is made up when none came) and onto the call's span; a client sends the ones
+bound in its own log context, so a downstream call logs the id of the call, or analysis, it serves.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,21 @@ import structlog
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry import trace
 
+from briefxai_common import tracing
 from briefxai_common.errors import ERROR_DOMAIN, InvalidArgument, RetryableError, ServiceError
 from briefxai_common.logging import get_logger
 
 REQUEST_ID_HEADER = "x-request-id"
+ANALYSIS_ID_HEADER = "x-analysis-id"
+# (metadata key, log context key, span attribute)
+FORWARDED_IDS = (
+    (REQUEST_ID_HEADER, "request_id", tracing.REQUEST_ID),
+    (ANALYSIS_ID_HEADER, "analysis_id", tracing.ANALYSIS_ID),
+)
+MAX_ID_CHARS = 128
+HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
 log = get_logger(__name__)
 
 
@@ -59,11 +75,67 @@ def _details(error: ServiceError) -> list[Message]:
     return []
 
 
-def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_HEADER and isinstance(value, str) and value:
-            return value[:128]
-    return uuid.uuid4().hex
+def _call_ids(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    """The request id (sent, else a new one) and the analysis id (when sent) of a call, by log key;
+    also set as attributes of the call's span."""
+    sent = {
+        key: value[:MAX_ID_CHARS]
+        for key, value in context.invocation_metadata() or ()
+        if isinstance(value, str) and value.strip()
+    }
+    ids: dict[str, str] = {}
+    span = trace.get_current_span()
+    for header, log_key, attribute in FORWARDED_IDS:
+        value = sent.get(header) or (uuid.uuid4().hex if header == REQUEST_ID_HEADER else "")
+        if value:
+            ids[log_key] = value
+            span.set_attribute(attribute, value)
+    return ids
+
+
+def _with_forwarded_ids(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    bound = structlog.contextvars.get_contextvars()
+    ids = [(header, str(bound[key])) for header, key, _ in FORWARDED_IDS if bound.get(key)]
+    if not ids:
+        return details
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    for header, value in ids:
+        if header not in metadata:
+            metadata.add(header, value)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _ForwardUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(_with_forwarded_ids(client_call_details), request)
+
+
+class _ForwardUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(_with_forwarded_ids(client_call_details), request)
+
+
+class _ForwardStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_forwarded_ids(client_call_details), request_iterator)
+
+
+class _ForwardStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_forwarded_ids(client_call_details), request_iterator)
+
+
+def forwarding_interceptors() -> list[Any]:
+    """Client interceptors (one per call kind: grpc.aio files an interceptor under one kind only) that
+    send the request id and analysis id bound in the caller's log context as ``x-request-id`` and
+    ``x-analysis-id``; metadata the caller set itself is kept."""
+    return [_ForwardUnaryUnary(), _ForwardUnaryStream(), _ForwardStreamUnary(), _ForwardStreamStream()]
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
@@ -110,6 +182,17 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, error
     await context.abort(code, message, trailing_metadata=trailers)
 
 
+def _log_aborted(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """A handler that called ``context.abort`` chose its status (the health service's NOT_FOUND for an
+    unknown service name is one): a normal outcome, logged without a stack (health's at debug)."""
+    code = context.code()
+    fields = {"method": method, "code": getattr(code, "name", str(code)), "details": context.details()}
+    if method.startswith(HEALTH_METHOD_PREFIX):
+        log.debug("rpc_aborted", **fields)
+    else:
+        log.info("rpc_aborted", **fields)
+
+
 def _log_done(method: str, started: float, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     code = context.code()
     log.debug(
@@ -123,11 +206,14 @@ def _log_done(method: str, started: float, context: grpc.aio.ServicerContext[Any
 def _wrap_unary(method: str, behavior: Any) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(request_id=_request_id(context)):
+        with structlog.contextvars.bound_contextvars(**_call_ids(context)):
             try:
                 return await behavior(request, context)
             except ServiceError as error:
                 await _abort(context, method, error)
+            except grpc.aio.AbortError:
+                _log_aborted(method, context)
+                raise
             except Exception:
                 log.exception("rpc_failed", method=method)
                 raise
@@ -140,12 +226,15 @@ def _wrap_unary(method: str, behavior: Any) -> Callable[..., Awaitable[Any]]:
 def _wrap_streaming(method: str, behavior: Any) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         started = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(request_id=_request_id(context)):
+        with structlog.contextvars.bound_contextvars(**_call_ids(context)):
             try:
                 async for response in behavior(request, context):
                     yield response
             except ServiceError as error:
                 await _abort(context, method, error)
+            except grpc.aio.AbortError:
+                _log_aborted(method, context)
+                raise
             except Exception:
                 log.exception("rpc_failed", method=method)
                 raise

@@ -28,11 +28,18 @@ On the client a unary response is awaited inside the interceptor; other calls re
 response stream ends or the call is awaited, with a done-callback as fallback for calls that are cancelled
 or never read to the end. Counting never changes ``async for``, ``await call``, ``call.code()``,
 ``call.write()`` or ``call.cancel()``.
+
+A server interceptor given a :class:`~briefxai_common.service_metrics.ServiceObserver` also records the
+service's own series (``briefxai_operations_total{service,operation,status}``, the operation duration,
+active sessions and errors by kind) from the same code and time; :func:`observe_service` (called by the
+bootstrap once the server has started) declares them at 0 for every method of the service and measures
+the event loop's lag until the server terminates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 import time
@@ -40,7 +47,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, G
 from typing import Any, cast
 
 import grpc
+from google.protobuf import descriptor_pool
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+from briefxai_common import service_metrics
+from briefxai_common.service_metrics import ServiceObserver as ServiceObserver
 
 GO_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _OK, _CANCELLED, _UNKNOWN = grpc.StatusCode.OK, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN
@@ -111,13 +122,19 @@ def _kind(request_streaming: bool, response_streaming: bool) -> str:
 
 
 class _Rpc:
-    """One RPC being measured: counts messages and records ``handled`` once."""
+    """One RPC being measured: counts messages and records ``handled`` once (and, on a server with an
+    observer, the service's ``briefxai_operations_total`` and friends)."""
 
-    def __init__(self, side: _Side, kind: str, full_method: str | bytes) -> None:
+    def __init__(
+        self, side: _Side, kind: str, full_method: str | bytes, observer: ServiceObserver | None = None
+    ) -> None:
         name = full_method.decode() if isinstance(full_method, bytes) else full_method
         service, _, method = name.lstrip("/").rpartition("/")
         self._side, self._labels, self.finished = side, (kind, service, method), False
+        self._observer = observer
         side.started.labels(*self._labels).inc()
+        if observer is not None:
+            observer.rpc_started(service)
         self._received = side.msg_received.labels(*self._labels)
         self._sent = side.msg_sent.labels(*self._labels)
         self._start = time.perf_counter()
@@ -133,8 +150,12 @@ class _Rpc:
         if self.finished:
             return False
         self.finished = True
+        seconds = time.perf_counter() - self._start
         self._side.handled.labels(*self._labels, code.name).inc()
-        self._side.handling_seconds.labels(*self._labels).observe(time.perf_counter() - self._start)
+        self._side.handling_seconds.labels(*self._labels).observe(seconds)
+        if self._observer is not None:
+            _, service, method = self._labels
+            self._observer.rpc_finished(service, method, code.name, seconds)
         return True
 
 
@@ -207,14 +228,19 @@ def _count_sync_requests(requests: Iterable[Any], rpc: _Rpc) -> Iterator[Any]:
 
 
 def _wrap_behavior(
-    behavior: Callable[..., Any], side: _Side, method: str, req_stream: bool, resp_stream: bool
+    behavior: Callable[..., Any],
+    side: _Side,
+    method: str,
+    req_stream: bool,
+    resp_stream: bool,
+    observer: ServiceObserver | None = None,
 ) -> Any:
     kind = _kind(req_stream, resp_stream)
 
     proxy_context = req_stream or resp_stream or not inspect.iscoroutinefunction(behavior)
 
     def start(request: Any, context: Any) -> tuple[_Rpc, Any, Any]:
-        rpc = _Rpc(side, kind, method)
+        rpc = _Rpc(side, kind, method, observer)
         if not req_stream:
             rpc.received()
         elif hasattr(request, "__aiter__"):
@@ -295,8 +321,9 @@ _HANDLER_FACTORIES = {
 
 
 class _ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: GrpcMetrics) -> None:
+    def __init__(self, metrics: GrpcMetrics, observer: ServiceObserver | None) -> None:
         self._side = metrics.server
+        self._observer = observer
 
     # grpc-stubs says the handler is never None, but None (method not found) is what grpc.aio expects.
     async def intercept_service(  # type: ignore[override]
@@ -310,7 +337,12 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
         req_stream, resp_stream = bool(handler.request_streaming), bool(handler.response_streaming)
         attribute, factory = _HANDLER_FACTORIES[(req_stream, resp_stream)]
         wrapped = _wrap_behavior(
-            getattr(handler, attribute), self._side, handler_call_details.method, req_stream, resp_stream
+            getattr(handler, attribute),
+            self._side,
+            handler_call_details.method,
+            req_stream,
+            resp_stream,
+            self._observer,
         )
         result: grpc.RpcMethodHandler = factory(
             wrapped, handler.request_deserializer, handler.response_serializer
@@ -318,9 +350,49 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
         return result
 
 
-def server_interceptor(metrics: GrpcMetrics | None = None) -> grpc.aio.ServerInterceptor:
-    """A grpc.aio server interceptor recording ``grpc_server_*`` (on :func:`default_metrics` by default)."""
-    return _ServerInterceptor(metrics or default_metrics())
+def server_interceptor(
+    metrics: GrpcMetrics | None = None, observer: ServiceObserver | None = None
+) -> grpc.aio.ServerInterceptor:
+    """A grpc.aio server interceptor recording ``grpc_server_*`` (on :func:`default_metrics` by default)
+    and, given an ``observer``, the service's ``briefxai_operations_total`` and friends."""
+    return _ServerInterceptor(metrics or default_metrics(), observer)
+
+
+def method_names(grpc_services: Iterable[str]) -> list[str]:
+    """The method names of the full gRPC service names (from the default protobuf descriptor pool)."""
+    pool = descriptor_pool.Default()
+    names: list[str] = []
+    for service in grpc_services:
+        try:
+            names.extend(m.name for m in pool.FindServiceByName(service).methods)
+        except KeyError:  # a service registered without a generated descriptor
+            continue
+    return names
+
+
+async def _lag_until_terminated(service: str, server: grpc.aio.Server) -> None:
+    lag = asyncio.create_task(service_metrics.measure_event_loop_lag(service), name=f"{service}-loop-lag")
+    try:
+        await server.wait_for_termination()
+    finally:
+        lag.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lag
+
+
+def observe_service(
+    observer: ServiceObserver, grpc_services: Iterable[str], server: grpc.aio.Server
+) -> asyncio.Task[None]:
+    """Declares the service's RPC series (at 0) and measures the event loop's lag until ``server``
+    terminates (the bootstrap calls this once the server has started)."""
+    grpc_services = list(grpc_services)
+    observer.serve(grpc_services, method_names(grpc_services))
+    task = asyncio.create_task(
+        _lag_until_terminated(observer.service, server), name=f"{observer.service}-observer"
+    )
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+    return task
 
 
 # ---------------------------------------------------------------------------------------------- client

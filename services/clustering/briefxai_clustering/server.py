@@ -17,6 +17,7 @@ from briefxai_clustering.projection import warm_up
 from briefxai_clustering.servicer import SERVICE_NAME, ClusteringServicer
 from briefxai_clustering.settings import ClusteringSettings
 from briefxai_common.bootstrap import Service
+from briefxai_common.health import HealthReport
 from briefxai_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -45,14 +46,22 @@ def build_service(settings: ClusteringSettings, namer: Namer | None = None) -> S
             state["warm_up_seconds"] = round(time.perf_counter() - started, 1)
             log.info("map_warm", seconds=state["warm_up_seconds"])
 
-    def health_info() -> dict[str, Any]:
-        return {
-            "jobs_running": jobs.running if jobs else 0,
-            "jobs_waiting": jobs.waiting if jobs else 0,
-            "max_vectors": settings.max_vectors,
-            "compute_threads": pipeline.config.threads,
-            **state,
-        }
+    def health_info() -> HealthReport:
+        """Degraded while every job slot is taken and the queue is full (a new job would be refused)."""
+        running = jobs.running if jobs else 0
+        waiting = jobs.waiting if jobs else 0
+        full = jobs is not None and running >= jobs.max_running and waiting >= jobs.max_waiting
+        return HealthReport(
+            degraded=["job queue full"] if full else [],
+            active_sessions=running + waiting,
+            details={
+                "jobs_running": running,
+                "jobs_waiting": waiting,
+                "max_vectors": settings.max_vectors,
+                "compute_threads": pipeline.config.threads,
+                **state,
+            },
+        )
 
     return Service(
         name="clustering", settings=settings, register=register, start=start, health_info=health_info

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import grpc
 
 from briefxai.embedding.v1 import embedding_pb2_grpc
 from briefxai_common.bootstrap import Service
+from briefxai_common.health import HealthReport
 from briefxai_embedding.backends import EmbeddingBackend, create_backend
 from briefxai_embedding.batching import BatchPolicy
 from briefxai_embedding.cache import EmbeddingCache
@@ -47,9 +47,18 @@ def build_service(settings: EmbeddingSettings, backend: EmbeddingBackend | None 
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(servicer, server)
         return [SERVICE_NAME]
 
-    def health_info() -> dict[str, Any]:
+    def health_info() -> HealthReport:
+        """Unhealthy until the model is loaded."""
         info = embedder.info()
-        return {"model": info.model, "backend": info.backend, "dim": info.dim, "model_ready": embedder.ready}
+        return HealthReport(
+            not_ready=[] if embedder.ready else ["model not loaded"],
+            details={
+                "model": info.model,
+                "backend": info.backend,
+                "dim": info.dim,
+                "model_ready": embedder.ready,
+            },
+        )
 
     return Service(
         name="embedding",

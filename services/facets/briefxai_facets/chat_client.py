@@ -15,6 +15,11 @@ Every fault comes out as an :class:`LLMError`:
 
 A timeout is the ``TimeoutError`` of ``asyncio.timeout(timeout_seconds)`` around the whole exchange.
 The API key only ever goes into the ``Authorization`` header; it is never logged nor put in a message.
+
+Each exchange is a ``chat <model>`` client span (OpenTelemetry GenAI conventions: provider, requested
+and answered model, input and output tokens, HTTP status, ``error.type`` on failure), a child of the
+current span (the ``ExtractFacets`` call being served); the W3C trace context goes along in the
+request headers, so an LLM server that traces joins the trace.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ import math
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 USER_AGENT = "briefxai-facets"
 ERROR_MESSAGE_CHARS = 300
+tracer = trace.get_tracer(__name__)
 
 
 class LLMError(Exception):
@@ -97,8 +106,19 @@ def _error_message(body: bytes) -> str:
 class ChatClient:
     """``POST {base_url}/chat/completions`` over one keep-alive ``aiohttp`` session."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout_seconds: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_seconds: float,
+        max_connections: int,
+        provider: str = "openai",
+    ) -> None:
         self.url = chat_completions_url(base_url)
+        self.provider = provider
+        parsed = urlsplit(self.url)
+        self._server = (parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80))
         self.timeout_seconds = timeout_seconds
         self.max_connections = max_connections
         self._headers = {
@@ -135,9 +155,53 @@ class ChatClient:
         if session is None:
             raise RuntimeError("the chat client is closed")
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        model = str(payload.get("model", ""))
+        with tracer.start_as_current_span(
+            f"chat {model}".strip(),
+            kind=SpanKind.CLIENT,
+            attributes=self._request_attributes(payload, model),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                result = await self._exchange(session, body)
+            except (LLMError, TimeoutError) as exc:
+                status = exc.status if isinstance(exc, LLMStatusError) else None
+                if status is not None:
+                    span.set_attribute("http.response.status_code", status)
+                span.set_attribute("error.type", str(status) if status is not None else type(exc).__name__)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:ERROR_MESSAGE_CHARS]))
+                raise
+            span.set_attributes(_response_attributes(result))
+            return result
+
+    def _request_attributes(self, payload: dict[str, Any], model: str) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",  # the API spoken; briefxai.llm.provider is our provider
+            "briefxai.llm.provider": self.provider,
+            "gen_ai.request.model": model,
+            "server.address": self._server[0],
+            "server.port": self._server[1],
+            "http.request.method": "POST",
+        }
+        for key, attribute in (
+            ("max_tokens", "gen_ai.request.max_tokens"),
+            ("temperature", "gen_ai.request.temperature"),
+        ):
+            value = payload.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                attributes[attribute] = value
+        return attributes
+
+    async def _exchange(self, session: aiohttp.ClientSession, body: bytes) -> Any:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)  # traceparent (and baggage) of the current span
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                async with session.post(self.url, data=body, allow_redirects=False) as response:
+                async with session.post(
+                    self.url, data=body, headers=headers, allow_redirects=False
+                ) as response:
                     raw = await response.read()
                     status = response.status
                     retry_after = response.headers.get("Retry-After")
@@ -150,7 +214,33 @@ class ChatClient:
             raise LLMConnectionError(f"{type(exc).__name__}: {exc}") from exc
         if not 200 <= status < 300:
             raise LLMStatusError(status, _error_message(raw), parse_retry_after(retry_after))
+        trace.get_current_span().set_attribute("http.response.status_code", status)
         try:
             return json.loads(raw)
         except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8/16/32
             raise LLMResponseError("the LLM server sent a response body that is not JSON") from exc
+
+
+def _response_attributes(response: Any) -> dict[str, Any]:
+    """The answering model, response id and token counts of a chat completion, as span attributes."""
+    if not isinstance(response, dict):
+        return {}
+    attributes: dict[str, Any] = {}
+    if isinstance(response.get("model"), str):
+        attributes["gen_ai.response.model"] = response["model"]
+    if isinstance(response.get("id"), str):
+        attributes["gen_ai.response.id"] = response["id"]
+    usage = response.get("usage")
+    if isinstance(usage, dict):
+        for key, attribute in (
+            ("prompt_tokens", "gen_ai.usage.input_tokens"),
+            ("completion_tokens", "gen_ai.usage.output_tokens"),
+        ):
+            if isinstance(usage.get(key), int) and not isinstance(usage[key], bool):
+                attributes[attribute] = usage[key]
+    choices = response.get("choices")
+    if isinstance(choices, list):
+        reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict)]
+        if reasons and all(isinstance(r, str) for r in reasons):
+            attributes["gen_ai.response.finish_reasons"] = reasons
+    return attributes

@@ -182,10 +182,12 @@ class FacetValue:
     reason: str = ""
     failed: bool = False
     error: str = ""
+    # Why it failed, as a metric label (``briefxai_facets_failed_values_total{reason}``).
+    failure_reason: str = field(default="", compare=False)
 
     @classmethod
-    def failure(cls, facet: str, provider: str, error: str) -> FacetValue:
-        return cls(facet=facet, provider=provider, failed=True, error=error)
+    def failure(cls, facet: str, provider: str, error: str, reason: str = "error") -> FacetValue:
+        return cls(facet=facet, provider=provider, failed=True, error=error, failure_reason=reason)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 - ``request``: :mod:`briefxai_facets.summary` — the first meaningful sentence the user wrote (greetings
   and fillers skipped, code fences dropped), PII replaced by ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IP]``,
-  ``[URL]``, ``[SSN]``, ``[IBAN]``, ``[NAME]`` (:mod:`briefxai_facets.pii`), cut to 200 characters.
+  ``[URL]``, ``[SSN]``, ``[IBAN]``, ``[NAME]`` (:mod:`briefxai_common.pii`), cut to 200 characters.
   Failed when the user wrote nothing.
 - ``task``: keyword lexicons over the user's text (:mod:`briefxai_facets.lexicons`); ``other`` if none match.
 - ``language``: lingua over the first 300 characters of the user's text, restricted to the configured
@@ -78,7 +78,9 @@ class HeuristicAnalyzer:
                 user_texts, self.settings.summary_max_chars, self.settings.phone_region
             )
             if not summary:
-                return FacetValue.failure(name, NAME, "the conversation has no user text to summarise")
+                return FacetValue.failure(
+                    name, NAME, "the conversation has no user text to summarise", "no_user_text"
+                )
             return FacetValue(name, NAME, text=summary)
         if name == "task":
             return FacetValue(name, NAME, text=classify_task(user_texts))
@@ -102,6 +104,7 @@ class HeuristicAnalyzer:
             NAME,
             f"the heuristic provider cannot answer custom {facet.type.value} facet {name!r}; "
             "configure an LLM provider (facets.providers: [openai, heuristic]) to answer it",
+            "unsupported_facet",
         )
 
 

@@ -35,11 +35,12 @@ from tenacity import (
 )
 
 from briefxai_common.logging import get_logger
+from briefxai_common.pii import redact
 
+from . import metrics
 from .chat_client import ChatClient, LLMConnectionError, LLMResponseError, LLMStatusError
 from .definitions import COUNT_FACETS, Conversation, FacetDefinition, FacetType, FacetValue, Job
 from .language import ISO_639_1
-from .pii import redact
 from .settings import OpenAIProviderSettings
 from .summary import trim
 
@@ -238,9 +239,17 @@ class OpenAIProvider:
     """A :class:`~briefxai_facets.providers.Provider` backed by an OpenAI-compatible chat API."""
 
     def __init__(
-        self, settings: OpenAIProviderSettings, *, summary_max_chars: int = 200, phone_region: str = "US"
+        self,
+        settings: OpenAIProviderSettings,
+        *,
+        summary_max_chars: int = 200,
+        phone_region: str = "US",
+        provider: str = "openai",
     ) -> None:
         self.settings = settings
+        self._meter = metrics.LLMMeter(
+            provider, settings.model, settings.cost_per_1k_input_tokens, settings.cost_per_1k_output_tokens
+        )
         self.summary_max_chars = summary_max_chars
         self.phone_region = phone_region
         self._client: ChatClient | None = None
@@ -275,6 +284,7 @@ class OpenAIProvider:
             api_key,
             timeout_seconds=self.settings.timeout_seconds,
             max_connections=self.settings.concurrency,
+            provider=self.name,
         )
         await client.start()
         self._client = client
@@ -319,7 +329,7 @@ class OpenAIProvider:
             raise RuntimeError("the OpenAI provider is closed")
         body = self.request_body(conversation, facets)
         async with self._semaphore:  # the client's own timeout starts once a slot is free
-            response = await client.complete(body)
+            response = await self._meter.request(client.complete(body))
         try:
             return reply_content(response)
         except ValueError as exc:
@@ -328,7 +338,7 @@ class OpenAIProvider:
     async def _extract_one(self, job: Job) -> dict[str, FacetValue]:
         facets = [f for f in job.facets if self.supports(f)]
         accepted: dict[str, FacetValue] = {}
-        failure = ""
+        failure = failure_reason = ""
         errors: dict[str, str] = {}
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts),
@@ -347,7 +357,7 @@ class OpenAIProvider:
         except MalformedReply as exc:
             errors = exc.errors
         except Exception as exc:  # an HTTP or network fault: the facets fail here and go to the next provider
-            failure = _describe_error(exc)
+            failure, failure_reason = _describe_error(exc), metrics.llm_outcome(exc)
         attempts = self.settings.max_attempts
         values = dict(accepted)
         for f in facets:
@@ -355,9 +365,11 @@ class OpenAIProvider:
                 continue
             if f.name in errors:
                 error = f"invalid answer after {attempts} attempt(s): {errors[f.name]}"
+                reason = "invalid_answer"
             else:
                 error = f"{failure or 'no answer'} (after up to {attempts} attempt(s))"
-            values[f.name] = FacetValue.failure(f.name, self.name, error)
+                reason = failure_reason or "no_value"
+            values[f.name] = FacetValue.failure(f.name, self.name, error, reason)
         if len(accepted) < len(facets):
             log.info(
                 "llm_facets_failed",

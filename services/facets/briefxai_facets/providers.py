@@ -8,11 +8,14 @@ what each provider said. Every value is tagged with the provider that made it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
+from briefxai_common.health import OutcomeTracker
 from briefxai_common.logging import get_logger
 
+from . import metrics
 from .definitions import Conversation, FacetCatalog, FacetDefinition, FacetValue, Job
 from .heuristic import HeuristicProvider
 from .openai_provider import OpenAIProvider
@@ -50,6 +53,9 @@ class FailoverChain:
             raise ValueError("the provider chain needs at least one provider")
         self.providers = tuple(providers)
         self.catalog = catalog
+        # Each provider's recent calls (all values failed = a failed call), for /health's providers.
+        self.outcomes = {p.name: OutcomeTracker() for p in self.providers}
+        metrics.declare_chain(self.names, [p.name for p in self.providers if isinstance(p, OpenAIProvider)])
 
     @property
     def names(self) -> list[str]:
@@ -58,6 +64,16 @@ class FailoverChain:
     async def start(self) -> None:
         for provider in self.providers:
             await provider.start()
+
+    def _record(self, provider: str, asked: int, failed: int) -> None:
+        if failed < asked:
+            self.outcomes[provider].success()
+        else:
+            self.outcomes[provider].failure(f"all {asked} values failed")
+
+    def provider_states(self) -> dict[str, str]:
+        """``available``, ``degraded`` or ``unavailable`` for each provider, from its recent calls."""
+        return {name: tracker.status for name, tracker in self.outcomes.items()}
 
     async def close(self) -> None:
         for provider in self.providers:
@@ -70,43 +86,65 @@ class FailoverChain:
         facets = self.catalog.select(facet_names)
         found: list[dict[str, FacetValue]] = [{} for _ in conversations]
         errors: list[dict[str, list[str]]] = [{} for _ in conversations]
+        failed_by: list[dict[str, str]] = [{} for _ in conversations]  # facet -> provider that last failed it
         for provider in self.providers:
             indices: list[int] = []
             jobs: list[Job] = []
+            handed: Counter[str] = Counter()
             for i, conversation in enumerate(conversations):
                 wanted = tuple(f for f in facets if f.name not in found[i] and provider.supports(f))
                 if wanted:
                     indices.append(i)
                     jobs.append(Job(conversation, wanted))
+                    handed.update(failed_by[i][f.name] for f in wanted if f.name in failed_by[i])
             if not jobs:
                 continue
+            metrics.count_failovers(handed, provider.name)
+            reasons: Counter[str] = Counter()
             try:
                 outputs = await provider.extract(jobs)
             except Exception as exc:  # one provider's fault must not fail the request: the next one tries
                 log.warning("provider_failed", provider=provider.name, jobs=len(jobs), error=repr(exc))
                 error = f"{type(exc).__name__}: {exc}"
                 outputs = [
-                    {f.name: FacetValue.failure(f.name, provider.name, error) for f in j.facets} for j in jobs
+                    {
+                        f.name: FacetValue.failure(f.name, provider.name, error, "provider_error")
+                        for f in j.facets
+                    }
+                    for j in jobs
                 ]
             for i, job, output in zip(indices, jobs, outputs, strict=True):
                 for f in job.facets:
                     value = output.get(f.name)
                     if value is None:
                         errors[i].setdefault(f.name, []).append(f"{provider.name}: gave no value")
+                        reasons["no_value"] += 1
+                        failed_by[i][f.name] = provider.name
                     elif value.failed:
                         errors[i].setdefault(f.name, []).append(f"{provider.name}: {value.error}")
+                        reasons[value.failure_reason or "error"] += 1
+                        failed_by[i][f.name] = provider.name
                     else:
                         found[i][f.name] = value
+            metrics.count_failed_values(provider.name, reasons)
+            self._record(provider.name, asked=sum(len(j.facets) for j in jobs), failed=sum(reasons.values()))
         results: list[list[FacetValue]] = []
+        unanswered = 0
         for i in range(len(conversations)):
             row = []
             for f in facets:
                 value = found[i].get(f.name)
                 if value is None:
-                    reasons = errors[i].get(f.name) or ["no provider in the chain answers this facet"]
-                    value = FacetValue.failure(f.name, self.providers[-1].name, "; ".join(reasons))
+                    said = errors[i].get(f.name)
+                    if not said:
+                        unanswered += 1
+                        said = ["no provider in the chain answers this facet"]
+                    value = FacetValue.failure(f.name, self.providers[-1].name, "; ".join(said))
                 row.append(value)
             results.append(row)
+        failed = sum(1 for row in results for value in row if value.failed)
+        metrics.count_values(ok=sum(len(row) for row in results) - failed, failed=failed)
+        metrics.count_failed_values("none", {"no_provider": unanswered})
         return results
 
 
@@ -122,6 +160,7 @@ def build_chain(settings: FacetsSettings) -> FailoverChain:
                     settings.llm_settings(name),
                     summary_max_chars=settings.heuristic.summary_max_chars,
                     phone_region=settings.heuristic.phone_region,
+                    provider=name,
                 )
             )
     return FailoverChain(providers, FacetCatalog(settings.custom_definitions()))

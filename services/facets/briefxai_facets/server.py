@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import grpc
 
 from briefxai.facets.v1 import facets_pb2_grpc
 from briefxai_common.bootstrap import Service
 from briefxai_common.config import ConfigError
+from briefxai_common.health import HealthReport
 
 from .extractor import FacetExtractor
 from .providers import build_chain
@@ -41,12 +41,18 @@ def build_service(settings: FacetsSettings) -> Service:
         facets_pb2_grpc.add_FacetsServiceServicer_to_server(servicer, server)
         return [SERVICE_NAME]
 
-    def health_info() -> dict[str, Any]:
-        return {
-            "providers": extractor.providers(),
-            "facets": [d.name for d in extractor.definitions()],
-            "providers_ready": extractor.ready,
-        }
+    def health_info() -> HealthReport:
+        """Unhealthy until the providers have started; each provider available, degraded (its last
+        calls failed) or unavailable (three in a row failed), from its recent calls."""
+        return HealthReport(
+            not_ready=[] if extractor.ready else ["providers not started"],
+            providers=chain.provider_states(),
+            details={
+                "provider_order": extractor.providers(),
+                "facets": [d.name for d in extractor.definitions()],
+                "providers_ready": extractor.ready,
+            },
+        )
 
     return Service(
         name="facets",

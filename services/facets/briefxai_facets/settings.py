@@ -50,6 +50,16 @@ class OpenAIProviderSettings(BaseModel):
     )
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_output_tokens: int = Field(default=800, ge=16, description="max_tokens of each reply.")
+    cost_per_1k_input_tokens: float = Field(
+        default=0.0,
+        ge=0,
+        description="Price of 1000 prompt tokens, for briefxai_llm_estimated_cost_total (0: not configured).",
+    )
+    cost_per_1k_output_tokens: float = Field(
+        default=0.0,
+        ge=0,
+        description="Price of 1000 completion tokens, for briefxai_llm_estimated_cost_total (0: not configured).",
+    )
     response_format: Literal["json_schema", "json_object", "none"] = Field(
         default="json_schema",
         description="json_schema (strict schema), json_object (JSON mode), or none (prompt only) for servers "

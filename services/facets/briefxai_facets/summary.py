@@ -4,7 +4,7 @@ Code fences are dropped, then each user message is split into sentences (on ``. 
 space, and on line breaks). Leading greetings and fillers ("Hi there,", "Hello team -", "Hola,") are
 stripped. The first sentence left with at least three words (or six CJK characters) that is not a bare
 filler ("Can you help me?", "I have a question.") is the summary; failing that, the longest stripped
-sentence, or else the longest user message as written ("thanks!"). Then PII is replaced by placeholders (:mod:`briefxai_facets.pii`), whitespace is collapsed,
+sentence, or else the longest user message as written ("thanks!"). Then PII is replaced by placeholders (:mod:`briefxai_common.pii`), whitespace is collapsed,
 and the text is cut at a word boundary to at most ``max_chars`` (default 200) characters, ending in "…"
 when cut.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
-from .pii import redact
+from briefxai_common.pii import redact
 
 CODE_FENCE = re.compile(r"```.*?(?:```|$)", re.S)
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n+")

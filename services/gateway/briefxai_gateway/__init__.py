@@ -13,6 +13,9 @@ Where things are:
 - ``distributions.py``: facet distributions per cluster; ``progress.py``: current stage, live rate
   and ETA; ``analysis_warnings.py``: warnings as people read them.
 - ``concurrency.py``: ``in_thread``, blocking store calls from async code.
+- ``performance.py``: the performance report's figures and rules (GetPerformanceReport);
+  ``sampler.py``: the history behind it (samples, finished runs, retention) kept in the store.
 - ``downstream.py`` (interfaces) and ``clients.py`` (gRPC, deadlines, retries, circuit breakers).
+- ``health_watch.py``: the downstreams' grpc.health.v1 status, followed with Watch streams.
 - ``convert.py`` + ``servicer.py``: protobuf <-> domain; ``server.py``: ``build_service(settings)``.
 """

@@ -107,8 +107,10 @@ class Downstream:
                 attempt, policy=self.policy, is_retryable=is_retryable, on_retry=self._on_retry
             )
         except CircuitOpenError as exc:
+            metrics.count_downstream_error()
             raise DownstreamError(self.service, "UNAVAILABLE", str(exc), circuit_open=True) from exc
         except grpc.aio.AioRpcError as exc:
+            metrics.count_downstream_error()
             raise DownstreamError(self.service, exc.code().name, exc.details() or "") from exc
 
     async def call_stream(

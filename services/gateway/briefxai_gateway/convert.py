@@ -32,6 +32,7 @@ from .models import (
     RequestedOptions,
     Stage,
 )
+from .performance import MemoryReport, PerformanceReport, RpcReport, StageReport
 
 STATE_TO_PB = {
     AnalysisState.PENDING: gateway_pb2.ANALYSIS_STATE_PENDING,
@@ -296,4 +297,68 @@ def clustering_response_from_pb(message: clustering_pb2.ClusteringResult) -> Clu
         base_algorithm=message.base_algorithm,
         map_algorithm=message.map_algorithm,
         withheld_count=message.withheld_count,
+    )
+
+
+# -- performance --------------------------------------------------------------------------------
+
+
+def window_from_pb(request: gateway_pb2.GetPerformanceReportRequest) -> float | None:
+    """The requested window in seconds; None when unset."""
+    return request.window.ToTimedelta().total_seconds() if request.HasField("window") else None
+
+
+def stage_performance_to_pb(stage: StageReport) -> gateway_pb2.StagePerformance:
+    return gateway_pb2.StagePerformance(
+        stage=STAGE_TO_PB[stage.stage],
+        conversation_count=stage.conversations,
+        seconds=stage.seconds,
+        conversations_per_second=stage.per_second,
+        share=stage.share,
+        earlier_conversations_per_second=stage.earlier_per_second,
+        later_conversations_per_second=stage.later_per_second,
+        trend=stage.trend,
+    )
+
+
+def rpc_latency_to_pb(rpc: RpcReport) -> gateway_pb2.RpcLatency:
+    return gateway_pb2.RpcLatency(
+        method=rpc.method,
+        grpc_type=rpc.grpc_type,
+        count=rpc.count,
+        mean_seconds=rpc.mean_seconds,
+        p50_seconds=rpc.p50_seconds,
+        p95_seconds=rpc.p95_seconds,
+        p99_seconds=rpc.p99_seconds,
+    )
+
+
+def memory_trend_to_pb(memory: MemoryReport) -> gateway_pb2.MemoryTrend:
+    return gateway_pb2.MemoryTrend(
+        instance=memory.instance,
+        sample_count=memory.samples,
+        first_sample_time=_timestamp(memory.first_time),
+        last_sample_time=_timestamp(memory.last_time),
+        first_mb=memory.first_mb,
+        last_mb=memory.last_mb,
+        peak_mb=memory.peak_mb,
+        slope_mb_per_hour=memory.slope_mb_per_hour,
+        growing=memory.growing,
+        warning=memory.warning,
+    )
+
+
+def performance_report_to_pb(report: PerformanceReport) -> gateway_pb2.GetPerformanceReportResponse:
+    return gateway_pb2.GetPerformanceReportResponse(
+        window_start_time=_timestamp(report.window_start),
+        window_end_time=_timestamp(report.window_end),
+        analysis_count=report.analyses,
+        conversation_count=report.conversations,
+        conversations_per_second=report.per_second,
+        stages=[stage_performance_to_pb(s) for s in report.stages],
+        bottleneck=STAGE_TO_PB[report.bottleneck] if report.bottleneck else gateway_pb2.STAGE_UNSPECIFIED,
+        rpc_latencies=[rpc_latency_to_pb(r) for r in report.rpcs],
+        memory_trends=[memory_trend_to_pb(m) for m in report.memory],
+        recommendations=report.recommendations,
+        sample_count=report.samples,
     )

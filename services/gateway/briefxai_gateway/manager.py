@@ -114,7 +114,7 @@ class AnalysisManager:
                 return await self._after_duplicate(request_id)
             self.scheduler.submit(analysis_id)
         metrics.ANALYSES_TOTAL.labels(state=AnalysisState.PENDING.value).inc()
-        metrics.STAGE_SECONDS.labels(stage=Stage.VALIDATE.value).observe(time.perf_counter() - began)
+        metrics.observe_stage(Stage.VALIDATE.value, time.perf_counter() - began)
         log.info("analysis_created", analysis_id=analysis_id, conversations=len(conversations))
         return analysis
 
@@ -155,7 +155,7 @@ class AnalysisManager:
                 raise
             self.scheduler.submit(analysis_id)
         metrics.ANALYSES_TOTAL.labels(state=AnalysisState.PENDING.value).inc()
-        metrics.STAGE_SECONDS.labels(stage=Stage.VALIDATE.value).observe(time.perf_counter() - began)
+        metrics.observe_stage(Stage.VALIDATE.value, time.perf_counter() - began)
         log.info("analysis_uploaded", analysis_id=analysis_id, conversations=count)
         return analysis
 

@@ -17,6 +17,11 @@ transaction.
 
 Failures of downstream services (after retries, or an open breaker) end the analysis FAILED with a
 message naming the service; cancellation (user cancel or shutdown) propagates as CancelledError.
+
+Each run is one trace: an ``analysis`` root span (a new trace, linked to the span of the call that
+created the analysis) with a span per stage (``validate``; ``facets`` and ``embed`` per batch;
+``cluster``; ``store``) and a ``store.<operation>`` span per store call. The downstream calls made in
+a stage are its children, and carry ``x-request-id`` (the analysis id) and ``x-analysis-id``.
 """
 
 from __future__ import annotations
@@ -25,9 +30,16 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from briefxai_common import tracing
 from briefxai_common.logging import get_logger
 from briefxai_common.memory import release_free_memory
 
@@ -57,6 +69,8 @@ from .store import Store, decode_messages
 from .validation import facets_to_extract
 
 log = get_logger(__name__)
+tracer = trace.get_tracer(__name__)
+T = TypeVar("T")
 
 # Vectors per StreamClusterEmbeddings chunk: 8192 x 384 float32 is 12.6 MB per message.
 CLUSTER_CHUNK_VECTORS = 8192
@@ -102,42 +116,97 @@ class Pipeline:
 
     # -- entry point -----------------------------------------------------------------------------
 
-    async def run(self, analysis_id: str) -> None:
+    async def run(self, analysis_id: str, origin: SpanContext | None = None) -> None:
         """Runs or resumes ``analysis_id`` until it is terminal. CancelledError propagates and leaves
-        the analysis as it is (a user cancel has already marked it CANCELLED)."""
-        analysis = await in_thread(self.store.get_analysis, analysis_id)
-        if analysis is None or analysis.state.terminal:
-            return
-        if not await in_thread(self.store.set_running, analysis_id):
-            return
-        live = self.hub.start(analysis_id, analysis.conversation_count)
-        log.info("analysis_running", analysis_id=analysis_id, conversations=analysis.conversation_count)
-        try:
-            await self._run(analysis, live)
-        except DownstreamError as exc:
-            await self._fail(analysis_id, AnalysisFailure(exc.status_code, exc.describe()))
-        except PipelineError as exc:
-            await self._fail(analysis_id, AnalysisFailure(exc.code, str(exc)))
-        except Exception as exc:
-            log.exception("analysis_crashed", analysis_id=analysis_id)
-            await self._fail(
-                analysis_id, AnalysisFailure("INTERNAL", f"internal error: {type(exc).__name__}: {exc}")
+        the analysis as it is (a user cancel has already marked it CANCELLED).
+
+        The run is traced under a root span of its own, linked to ``origin``: the span of the call that
+        created the analysis (None when it is resumed after a restart). Its downstream calls send the
+        analysis id as both request id and analysis id."""
+        attributes: dict[str, AttributeValue] = {
+            tracing.ANALYSIS_ID: analysis_id,
+            "briefxai.analysis.resumed": origin is None,
+        }
+        with (
+            structlog.contextvars.bound_contextvars(analysis_id=analysis_id, request_id=analysis_id),
+            tracing.job_span(tracer, "analysis", link_to=origin, attributes=attributes) as span,
+        ):
+            analysis = await self._db(self.store.get_analysis, analysis_id)
+            if analysis is None or analysis.state.terminal:
+                span.set_attribute("briefxai.analysis.state", analysis.state.value if analysis else "deleted")
+                return
+            if not await self._db(self.store.set_running, analysis_id):
+                return
+            span.set_attributes(
+                {
+                    "briefxai.analysis.conversations": analysis.conversation_count,
+                    tracing.BATCH_SIZE: analysis.batch_size,
+                    "briefxai.analysis.embed_text": analysis.options.embed_text.value,
+                }
             )
-        finally:
-            self.hub.finish(analysis_id)
+            live = self.hub.start(analysis_id, analysis.conversation_count)
+            log.info("analysis_running", analysis_id=analysis_id, conversations=analysis.conversation_count)
+            try:
+                await self._run(analysis, live)
+            except DownstreamError as exc:
+                await self._fail(analysis_id, AnalysisFailure(exc.status_code, exc.describe()))
+            except PipelineError as exc:
+                await self._fail(analysis_id, AnalysisFailure(exc.code, str(exc)))
+            except Exception as exc:
+                log.exception("analysis_crashed", analysis_id=analysis_id)
+                span.record_exception(exc)
+                await self._fail(
+                    analysis_id, AnalysisFailure("INTERNAL", f"internal error: {type(exc).__name__}: {exc}")
+                )
+            finally:
+                self.hub.finish(analysis_id)
 
     async def _fail(self, analysis_id: str, failure: AnalysisFailure) -> None:
-        if await in_thread(
+        span = trace.get_current_span()
+        span.set_status(Status(StatusCode.ERROR, failure.message))
+        span.set_attributes({"briefxai.analysis.state": "failed", "error.type": failure.code})
+        if await self._db(
             self.store.finish, analysis_id, AnalysisState.FAILED, failure.message, failure.code
         ):
             metrics.ANALYSES_TOTAL.labels(state=AnalysisState.FAILED.value).inc()
             log.warning("analysis_failed", analysis_id=analysis_id, code=failure.code, error=failure.message)
 
+    # -- tracing ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _stage(
+        self, stage: Stage, analysis: Analysis, batch: int | None = None, size: int | None = None
+    ) -> Iterator[Span]:
+        """The span of one stage (of one batch), current while the block runs."""
+        attributes: dict[str, AttributeValue] = {tracing.ANALYSIS_ID: analysis.id, tracing.STAGE: stage.value}
+        if batch is not None:
+            attributes[tracing.BATCH_INDEX] = batch
+        if size is not None:
+            attributes[tracing.BATCH_SIZE] = size
+        with tracer.start_as_current_span(stage.value, attributes=attributes) as span:
+            yield span
+
+    async def _db(self, fn: Callable[..., T], *args: Any, operation: str = "") -> T:
+        """``in_thread(fn, *args)``, a store call, traced as a ``store.<operation>`` span."""
+        operation = operation or getattr(fn, "__name__", "call")
+        with tracer.start_as_current_span(
+            f"store.{operation}",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system.name": self.store.dialect, "db.operation.name": operation},
+        ):
+            return await in_thread(fn, *args)
+
+    # -- the stages ------------------------------------------------------------------------------
+
     async def _run(self, analysis: Analysis, live: LiveProgress) -> None:
-        definitions = await self._definitions(analysis)
-        info = await self.clients.embedding.model_info()
-        tokens = analysis.options.embed_token_budget or self.settings.defaults.embed_token_budget
-        budget = TextBudget(tokens, char_budget(tokens, info.max_chars_per_text))
+        with self._stage(Stage.VALIDATE, analysis) as span:
+            definitions = await self._definitions(analysis)
+            info = await self.clients.embedding.model_info()
+            tokens = analysis.options.embed_token_budget or self.settings.defaults.embed_token_budget
+            budget = TextBudget(tokens, char_budget(tokens, info.max_chars_per_text))
+            span.set_attributes(
+                {"briefxai.facets": [d.name for d in definitions], "briefxai.embedding.model": info.model}
+            )
         await self._batches(analysis, live, budget)
         release_free_memory()  # the batches' buffers, before the clustering input is read
         output = await self._cluster(analysis, live)
@@ -147,7 +216,7 @@ class Pipeline:
 
     async def _definitions(self, analysis: Analysis) -> list[FacetDefinition]:
         """Facet definitions, asked of the facets service on the first run and kept with the analysis."""
-        stored = await in_thread(self.store.facet_definitions, analysis.id)
+        stored = await self._db(self.store.facet_definitions, analysis.id)
         if stored is not None:
             return stored
         definitions = await self.clients.facets.list_facets()
@@ -158,7 +227,7 @@ class Pipeline:
                 f"unknown facet(s) {', '.join(unknown)}; the facets service offers: {', '.join(sorted(offered))}",
                 code="FAILED_PRECONDITION",
             )
-        await in_thread(self.store.set_facet_definitions, analysis.id, definitions)
+        await self._db(self.store.set_facet_definitions, analysis.id, definitions)
         return definitions
 
     # -- facets and embedding, per batch ----------------------------------------------------------
@@ -178,7 +247,7 @@ class Pipeline:
         self.hub.notify(analysis.id)
 
     async def _batches(self, analysis: Analysis, live: LiveProgress, budget: TextBudget) -> None:
-        done = await in_thread(self.store.done_batches, analysis.id)
+        done = await self._db(self.store.done_batches, analysis.id)
         batches = math.ceil(analysis.conversation_count / analysis.batch_size)
 
         def finished(stage: Stage) -> int:
@@ -233,7 +302,7 @@ class Pipeline:
         budget: TextBudget,
     ) -> None:
         start, end = self._bounds(analysis, batch)
-        conversations = await in_thread(self.store.load_conversations, analysis.id, start, end)
+        conversations = await self._db(self.store.load_conversations, analysis.id, start, end)
         if len(conversations) != end - start:
             raise PipelineError(
                 f"stored conversations {start}..{end} are incomplete ({len(conversations)} found)"
@@ -244,7 +313,7 @@ class Pipeline:
                 values = await self._facets(analysis, live, batch, start, conversations, facet_names)
             if need_embed:
                 if values is None:
-                    stored = await in_thread(self.store.load_facets, analysis.id, start, end)
+                    stored = await self._db(self.store.load_facets, analysis.id, start, end)
                     values = [stored.get(start + i, []) for i in range(end - start)]
                 await self._embed(analysis, live, batch, start, conversations, values, budget)
             return
@@ -267,14 +336,17 @@ class Pipeline:
         facet_names: Sequence[str],
     ) -> list[list[FacetValue]]:
         began = time.perf_counter()
-        values = await self.clients.facets.extract(conversations, facet_names)
-        warnings: Counter[str] = Counter()
-        for per_conversation in values:
-            for value in per_conversation:
-                if value.failed:
-                    warnings[f"facet_failed:{value.facet}"] += 1
-        await in_thread(self.store.save_facets_batch, analysis.id, batch, start, values, dict(warnings))
-        metrics.STAGE_SECONDS.labels(stage=Stage.FACETS.value).observe(time.perf_counter() - began)
+        with self._stage(Stage.FACETS, analysis, batch, len(conversations)) as span:
+            span.set_attribute("briefxai.facets", list(facet_names))
+            values = await self.clients.facets.extract(conversations, facet_names)
+            warnings: Counter[str] = Counter()
+            for per_conversation in values:
+                for value in per_conversation:
+                    if value.failed:
+                        warnings[f"facet_failed:{value.facet}"] += 1
+            span.set_attribute("briefxai.facets.failed_values", sum(warnings.values()))
+            await self._db(self.store.save_facets_batch, analysis.id, batch, start, values, dict(warnings))
+        metrics.observe_stage(Stage.FACETS.value, time.perf_counter() - began)
         metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.FACETS.value).inc(len(conversations))
         live.advance(Stage.FACETS, len(conversations))
         self._update_stage(analysis, live)
@@ -291,29 +363,36 @@ class Pipeline:
         budget: TextBudget,
     ) -> None:
         began = time.perf_counter()
-        mode = analysis.options.embed_text
-        texts: list[str] = []
-        fallbacks = 0
-        for index, conversation in enumerate(conversations):
-            chosen = embed_text(conversation, mode, budget.chars, values[index] if values is not None else ())
-            texts.append(chosen.text)
-            fallbacks += int(chosen.fallback)
-        embedded = await self.clients.embedding.embed(texts, budget.tokens)
-        if embedded.vectors.count != len(conversations):
-            raise PipelineError(
-                f"embedding returned {embedded.vectors.count} vectors for {len(conversations)} texts"
+        with self._stage(Stage.EMBED, analysis, batch, len(conversations)) as span:
+            mode = analysis.options.embed_text
+            texts: list[str] = []
+            fallbacks = 0
+            for index, conversation in enumerate(conversations):
+                chosen = embed_text(
+                    conversation, mode, budget.chars, values[index] if values is not None else ()
+                )
+                texts.append(chosen.text)
+                fallbacks += int(chosen.fallback)
+            span.set_attribute("briefxai.embed.max_tokens", budget.tokens)
+            embedded = await self.clients.embedding.embed(texts, budget.tokens)
+            span.set_attributes(
+                {"briefxai.embedding.model": embedded.model, "briefxai.embed.truncated": embedded.truncated}
             )
-        warnings = {"request_summary_fallback": fallbacks} if fallbacks else {}
-        await in_thread(
-            self.store.save_embeddings_batch,
-            analysis.id,
-            batch,
-            start,
-            embedded.vectors,
-            embedded.model,
-            warnings,
-        )
-        metrics.STAGE_SECONDS.labels(stage=Stage.EMBED.value).observe(time.perf_counter() - began)
+            if embedded.vectors.count != len(conversations):
+                raise PipelineError(
+                    f"embedding returned {embedded.vectors.count} vectors for {len(conversations)} texts"
+                )
+            warnings = {"request_summary_fallback": fallbacks} if fallbacks else {}
+            await self._db(
+                self.store.save_embeddings_batch,
+                analysis.id,
+                batch,
+                start,
+                embedded.vectors,
+                embedded.model,
+                warnings,
+            )
+        metrics.observe_stage(Stage.EMBED.value, time.perf_counter() - began)
         metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.EMBED.value).inc(len(conversations))
         live.advance(Stage.EMBED, len(conversations))
         self._update_stage(analysis, live)
@@ -327,7 +406,9 @@ class Pipeline:
         async def chunks() -> AsyncIterator[ClusteringChunk]:
             for start in range(0, count, CLUSTER_CHUNK_VECTORS):
                 end = min(count, start + CLUSTER_CHUNK_VECTORS)
-                yield await in_thread(self._clustering_chunk, analysis.id, start, end)
+                yield await self._db(
+                    self._clustering_chunk, analysis.id, start, end, operation="load_clustering_chunk"
+                )
 
         options = analysis.options
         return ClusteringInput(
@@ -368,8 +449,16 @@ class Pipeline:
         live.begin(Stage.CLUSTER)
         self.hub.notify(analysis.id)
         began = time.perf_counter()
-        output = await self.clients.clustering.cluster(self._clustering_input(analysis))
-        metrics.STAGE_SECONDS.labels(stage=Stage.CLUSTER.value).observe(time.perf_counter() - began)
+        with self._stage(Stage.CLUSTER, analysis, size=analysis.conversation_count) as span:
+            output = await self.clients.clustering.cluster(self._clustering_input(analysis))
+            span.set_attributes(
+                {
+                    "briefxai.cluster.k": output.k,
+                    "briefxai.cluster.clusters": len(output.clusters),
+                    "briefxai.cluster.withheld": output.withheld_count,
+                }
+            )
+        metrics.observe_stage(Stage.CLUSTER.value, time.perf_counter() - began)
         metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.CLUSTER.value).inc(analysis.conversation_count)
         live.advance(Stage.CLUSTER, analysis.conversation_count)
         return output
@@ -421,14 +510,18 @@ class Pipeline:
         live.begin(Stage.STORE)
         self.hub.notify(analysis.id)
         began = time.perf_counter()
-        saved = await in_thread(self._save, analysis, output, definitions)
+        with self._stage(Stage.STORE, analysis, size=analysis.conversation_count):
+            saved = await self._db(self._save, analysis, output, definitions, operation="save_results")
         if not saved:
+            trace.get_current_span().set_attribute("briefxai.analysis.state", "discarded")
             log.info("analysis_results_discarded", analysis_id=analysis.id, reason="no longer running")
             return
-        metrics.STAGE_SECONDS.labels(stage=Stage.STORE.value).observe(time.perf_counter() - began)
+        metrics.observe_stage(Stage.STORE.value, time.perf_counter() - began)
         metrics.CONVERSATIONS_PROCESSED.labels(stage=Stage.STORE.value).inc(analysis.conversation_count)
         metrics.ANALYSES_TOTAL.labels(state=AnalysisState.SUCCEEDED.value).inc()
+        metrics.CONVERSATIONS_WITHHELD.inc(sum(1 for _, _, withheld in output.assignments if withheld))
         live.advance(Stage.STORE, analysis.conversation_count)
+        trace.get_current_span().set_attribute("briefxai.analysis.state", "succeeded")
         log.info(
             "analysis_succeeded",
             analysis_id=analysis.id,

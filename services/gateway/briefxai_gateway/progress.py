@@ -1,5 +1,7 @@
 """Stage progress of analyses: the stage an analysis is in, derived from its durable progress, and
-live progress of the analyses running in this process: rates, ETA, and wake-ups for watchers.
+live progress of the analyses running in this process: rates, ETA, wake-ups for watchers, and
+the wall time of each stage of a run, handed to the listeners of a finished run (the performance
+history, ``sampler.py``).
 
 Durable progress lives in the store (checkpoints); the live part adds what only the running
 pipeline knows: the current stage, items per second since this run started (batches done by an
@@ -13,7 +15,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from briefxai_common.logging import get_logger
+
 from .models import STAGES, AnalysisState, Stage, StageProgress
+from .performance import StageTiming
+
+log = get_logger(__name__)
 
 BATCH_STAGES = (Stage.FACETS, Stage.EMBED)
 
@@ -35,6 +42,7 @@ def derive_stage(state: AnalysisState, progress: Mapping[Stage, StageProgress]) 
 class _StageClock:
     started: float
     done_at_start: int
+    last_item: float | None = None  # when the stage's latest item of this run finished
 
 
 @dataclass
@@ -45,6 +53,10 @@ class LiveProgress:
     done: dict[Stage, int] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     _clocks: dict[Stage, _StageClock] = field(default_factory=dict)
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
     def begin(self, stage: Stage, already_done: int = 0) -> None:
         """``stage`` starts (or resumes with ``already_done`` items finished by an earlier run)."""
@@ -53,6 +65,23 @@ class LiveProgress:
 
     def advance(self, stage: Stage, items: int) -> None:
         self.done[stage] = self.done.get(stage, 0) + items
+        clock = self._clocks.get(stage)
+        if clock is not None:
+            clock.last_item = self.clock()
+
+    def stage_times(self) -> dict[Stage, StageTiming]:
+        """Per stage that finished items in this run: how many, and its wall seconds from its start to
+        its last item. Facets and embedding run side by side on each batch, so theirs overlap."""
+        times = {}
+        for stage, clock in self._clocks.items():
+            items = self.done.get(stage, 0) - clock.done_at_start
+            if items > 0 and clock.last_item is not None:
+                times[stage] = StageTiming(items, max(0.0, clock.last_item - clock.started))
+        return times
+
+    def run_seconds(self) -> float:
+        """Seconds since this run started."""
+        return self.clock() - self.started
 
     def rate(self, stage: Stage) -> float:
         """Items per second of ``stage`` in this run; 0 before its first item."""
@@ -91,6 +120,12 @@ class ProgressHub:
     def __init__(self) -> None:
         self._live: dict[str, LiveProgress] = {}
         self._events: dict[str, asyncio.Event] = {}
+        self._finish_listeners: list[Callable[[LiveProgress], None]] = []
+
+    def on_finish(self, listener: Callable[[LiveProgress], None]) -> None:
+        """Calls ``listener`` with the live progress of each run that ends (in any state) from now on.
+        It runs inside the pipeline's task: it must be quick and must not block."""
+        self._finish_listeners.append(listener)
 
     def start(self, analysis_id: str, total: int) -> LiveProgress:
         live = LiveProgress(analysis_id, total)
@@ -102,8 +137,15 @@ class ProgressHub:
         return self._live.get(analysis_id)
 
     def finish(self, analysis_id: str) -> None:
-        self._live.pop(analysis_id, None)
+        live = self._live.pop(analysis_id, None)
         self.notify(analysis_id)
+        if live is None:
+            return
+        for listener in self._finish_listeners:
+            try:
+                listener(live)
+            except Exception:
+                log.exception("progress_listener_failed", analysis_id=analysis_id)
 
     def event(self, analysis_id: str) -> asyncio.Event:
         """An event set at the next change of ``analysis_id``; take it before reading the state."""

@@ -4,6 +4,9 @@ At most ``max_concurrent_analyses`` run at once; up to ``max_queued_analyses`` m
 (oldest first); beyond that a new analysis is refused with RESOURCE_EXHAUSTED. Analyses found
 PENDING or RUNNING at startup are resumed from their checkpoints (they are not counted against the
 queue limit: they were accepted already).
+
+Each analysis is traced as a trace of its own, linked to the span of the call that created it (kept
+here from ``submit`` until the analysis runs); a resumed one has no such call to link to.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import structlog
+from opentelemetry.trace import SpanContext
 
 from briefxai_common.errors import ResourceExhausted
 from briefxai_common.logging import get_logger
+from briefxai_common.tracing import current_span_context
 
 from . import metrics
 from .concurrency import in_thread
@@ -39,8 +44,10 @@ class Scheduler:
         self.pipeline = pipeline
         self._running: dict[str, asyncio.Task[None]] = {}
         self._queue: deque[str] = deque()
+        self._origins: dict[str, SpanContext] = {}  # the creating call's span, until the analysis runs
         self._reserved = 0
         self._stopping = False
+        metrics.watch_queue(lambda: self.running_count, lambda: self.queued_count)
 
     @property
     def running_count(self) -> int:
@@ -64,6 +71,7 @@ class Scheduler:
         """Stops every pipeline; their analyses stay PENDING/RUNNING in the store and resume later."""
         self._stopping = True
         self._queue.clear()
+        self._origins.clear()
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
@@ -93,6 +101,9 @@ class Scheduler:
         """Runs the analysis now if a slot is free, else queues it (nothing while stopping)."""
         if self._stopping or analysis_id in self._running or analysis_id in self._queue:
             return
+        origin = current_span_context()
+        if origin is not None:
+            self._origins[analysis_id] = origin
         if len(self._running) < self.settings.max_concurrent_analyses:
             self._launch(analysis_id)
         else:
@@ -102,6 +113,7 @@ class Scheduler:
         """Takes the analysis off the queue, or cancels its pipeline and waits for it to end."""
         if analysis_id in self._queue:
             self._queue.remove(analysis_id)
+            self._origins.pop(analysis_id, None)
         task = self._running.get(analysis_id)
         if task is not None:
             task.cancel()
@@ -116,7 +128,7 @@ class Scheduler:
         structlog.contextvars.bind_contextvars(analysis_id=analysis_id)
         metrics.ANALYSES_RUNNING.inc()
         try:
-            await self.pipeline.run(analysis_id)
+            await self.pipeline.run(analysis_id, origin=self._origins.pop(analysis_id, None))
         finally:
             metrics.ANALYSES_RUNNING.dec()
             self._running.pop(analysis_id, None)

@@ -1,12 +1,15 @@
 """The gateway store's tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them.
 
 Every row carries ``tenant_id`` and ``analysis_id``; deleting an analysis deletes its rows in every
-table (``Store.delete_analysis``), and the foreign keys cascade as a second line of defence.
+table (``Store.delete_analysis``), and the foreign keys cascade as a second line of defence. The
+performance history (``performance_samples``, ``performance_runs``, migration 0003) belongs to no
+analysis: it names none, and is deleted by age (``performance.retention_hours``).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -145,6 +148,39 @@ checkpoints = Table(
     Column("warnings", Text, nullable=False, default=""),
     Column("create_time", DateTime(timezone=True), nullable=False),
 )
+
+# One row per sample of a gateway process (``sampler.py``): its RSS and its RPC duration histograms.
+performance_samples = Table(
+    "performance_samples",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    # host:pid:random, one per gateway process start.
+    Column("instance", String(128), nullable=False),
+    Column("sample_time", DateTime(timezone=True), nullable=False),
+    Column("rss_bytes", BigInteger, nullable=False),
+    # JSON {method: {"type", "bounds", "counts", "count", "sum"}}: cumulative since the process started.
+    Column("rpc_histograms", Text, nullable=False, default="{}"),
+)
+Index(
+    "ix_performance_samples_tenant_time", performance_samples.c.tenant_id, performance_samples.c.sample_time
+)
+
+# One row per analysis run that succeeded: its size, run time and per-stage wall times (no analysis id).
+performance_runs = Table(
+    "performance_runs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("instance", String(128), nullable=False),
+    Column("finish_time", DateTime(timezone=True), nullable=False),
+    Column("conversations", Integer, nullable=False),
+    Column("run_seconds", Float, nullable=False),
+    Column("embed_tokens", Integer, nullable=False),
+    # JSON {stage: {"conversations", "seconds"}} for the stages that did work in the run.
+    Column("stages", Text, nullable=False),
+)
+Index("ix_performance_runs_tenant_time", performance_runs.c.tenant_id, performance_runs.c.finish_time)
 
 # Children first: the order in which rows of one analysis are deleted.
 ANALYSIS_TABLES: tuple[Table, ...] = (

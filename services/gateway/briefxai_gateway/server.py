@@ -1,26 +1,50 @@
 """Builds the gateway for the shared bootstrap: store, downstream clients, manager, servicer.
 
-``start`` (port bound, health NOT_SERVING) runs the store migrations, opens the downstream channels
-and resumes unfinished analyses; ``stop`` (after the server drained) stops the pipelines, leaving
-their analyses to be resumed by the next start, and closes channels and the store.
+``start`` (port bound, health NOT_SERVING) opens the downstream channels, starts watching their
+grpc.health.v1 status, runs the store migrations, resumes unfinished analyses and starts the performance sampler
+(``sampler.py``); ``stop`` (after the server drained) stops the pipelines, leaving their analyses to be
+resumed by the next start, then the sampler, and closes the watches, channels and the store.
+
+Health (``health_info``): unhealthy while the store does not answer ``SELECT 1`` within
+:data:`STORE_PING_TIMEOUT_SECONDS`; degraded while a downstream is not SERVING (``providers``:
+unavailable) or its circuit breaker is not closed (``providers``: degraded).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import grpc
+from sqlalchemy import Engine, text
 
 from briefxai.gateway.v1 import gateway_pb2_grpc
 from briefxai_common.bootstrap import Service
 from briefxai_common.errors import Unavailable
+from briefxai_common.health import AVAILABLE, CONNECTED, DEGRADED, DISCONNECTED, UNAVAILABLE, HealthReport
 
-from .clients import GrpcDownstreams
+from .clients import Downstream, GrpcDownstreams
+from .health_watch import DownstreamHealth, HealthWatcher
 from .manager import AnalysisManager
+from .sampler import PerformanceSampler
 from .servicer import SERVICE_NAME, AnalysisServicer
 from .settings import GatewaySettings
 from .store import Store
+
+STORE_PING_TIMEOUT_SECONDS = 2.0
+
+
+def _select_one(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def provider_state(watcher: HealthWatcher | None, downstream: Downstream) -> str:
+    """available: SERVING with a closed breaker; degraded: SERVING but the breaker is not closed;
+    unavailable: anything but SERVING (not serving, unknown service, unreachable, no answer yet)."""
+    if watcher is None or not watcher.serving:
+        return UNAVAILABLE
+    return AVAILABLE if downstream.breaker.state.label == "closed" else DEGRADED
 
 
 class Gateway:
@@ -30,7 +54,10 @@ class Gateway:
         self.settings = settings
         self.store: Store | None = None
         self.downstreams: GrpcDownstreams | None = None
+        self.downstream_health: DownstreamHealth | None = None
         self._manager: AnalysisManager | None = None
+        self._sampler: PerformanceSampler | None = None
+        self._ping: asyncio.Future[None] | None = None
 
     @property
     def manager(self) -> AnalysisManager:
@@ -38,37 +65,85 @@ class Gateway:
             raise Unavailable("the gateway is starting", reason="STARTING")
         return self._manager
 
+    @property
+    def sampler(self) -> PerformanceSampler:
+        if self._sampler is None:
+            raise Unavailable("the gateway is starting", reason="STARTING")
+        return self._sampler
+
     async def start(self) -> None:
         self.store = Store(self.settings.store_url, self.settings.tenant_id)
         self.downstreams = GrpcDownstreams(self.settings)
+        self.downstream_health = DownstreamHealth({d.service: d.address for d in self.downstreams.all})
+        self.downstream_health.start()
         manager = AnalysisManager(self.settings, self.store, self.downstreams.clients)
+        sampler = PerformanceSampler(self.settings, self.store, SERVICE_NAME)
+        manager.hub.on_finish(sampler.analysis_finished)
         await manager.start()
+        await sampler.start()
+        self._sampler = sampler
         self._manager = manager
 
     async def stop(self) -> None:
         if self._manager is not None:
             await self._manager.stop()
+        if self._sampler is not None:
+            await self._sampler.stop()
+        if self.downstream_health is not None:
+            await self.downstream_health.stop()
         if self.downstreams is not None:
             await self.downstreams.close()
         if self.store is not None:
             self.store.close()
 
-    def health_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {}
+    async def store_error(self) -> str | None:
+        """None when the store answers ``SELECT 1`` in time, else what went wrong. A ping still running
+        from an earlier request is awaited rather than started again."""
+        assert self.store is not None
+        if self._ping is None or self._ping.done():
+            self._ping = asyncio.ensure_future(asyncio.to_thread(_select_one, self.store.engine))
+            self._ping.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ping), STORE_PING_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return f"no answer within {STORE_PING_TIMEOUT_SECONDS:g} s"
+        except Exception as exc:
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        return None
+
+    async def health_info(self) -> HealthReport:
+        report = HealthReport()
         if self._manager is not None:
-            info.update(self._manager.health_info())
+            manager = self._manager
+            report.active_sessions = manager.scheduler.running_count + manager.scheduler.queued_count
+            report.details.update(manager.health_info())
+        if self.store is not None:
+            error = await self.store_error()
+            report.database_status = CONNECTED if error is None else DISCONNECTED
+            if error is not None:
+                report.not_ready.append(f"store unreachable: {error}")
+                report.details["database_error"] = error
         if self.downstreams is not None:
-            info["downstream"] = {
-                d.service: {"address": d.address, "circuit_breaker": d.breaker.snapshot()}
+            watchers = {w.name: w for w in self.downstream_health.watchers} if self.downstream_health else {}
+            report.providers = {
+                d.service: provider_state(watchers.get(d.service), d) for d in self.downstreams.all
+            }
+            report.circuit_breakers = {d.service: d.breaker.state.label for d in self.downstreams.all}
+            report.details["downstream"] = {
+                d.service: {
+                    "address": d.address,
+                    "health": watchers[d.service].status if d.service in watchers else "UNKNOWN",
+                    "circuit_breaker": d.breaker.snapshot(),
+                }
                 for d in self.downstreams.all
             }
-        return info
+        return report
 
 
 def build_gateway(settings: GatewaySettings) -> tuple[Service, Gateway]:
     """The service for the bootstrap and the gateway behind it (tests reach the store through it)."""
     gateway = Gateway(settings)
-    servicer = AnalysisServicer(lambda: gateway.manager)
+    servicer = AnalysisServicer(lambda: gateway.manager, lambda: gateway.sampler)
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         gateway_pb2_grpc.add_AnalysisServiceServicer_to_server(servicer, server)

@@ -21,8 +21,11 @@ from .convert import (
     conversation_result_to_pb,
     conversations_from_pb,
     options_from_pb,
+    performance_report_to_pb,
+    window_from_pb,
 )
 from .manager import AnalysisManager
+from .sampler import PerformanceSampler
 from .uploads import UploadHeader, UploadItem
 
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name
@@ -32,9 +35,12 @@ CONVERT_IN_THREAD = 512
 
 
 class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
-    def __init__(self, manager: Callable[[], AnalysisManager]) -> None:
-        # A callable: the manager is created when the service starts, after registration.
+    def __init__(
+        self, manager: Callable[[], AnalysisManager], performance: Callable[[], PerformanceSampler]
+    ) -> None:
+        # Callables: the manager and the sampler are created when the service starts, after registration.
         self._manager = manager
+        self._performance = performance
 
     @property
     def manager(self) -> AnalysisManager:
@@ -124,3 +130,9 @@ class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
             k=page.k,
             k_rule=page.k_rule,
         )
+
+    async def GetPerformanceReport(
+        self, request: gateway_pb2.GetPerformanceReportRequest, context: Context
+    ) -> gateway_pb2.GetPerformanceReportResponse:
+        report = await self._performance().report(window_from_pb(request))
+        return performance_report_to_pb(report)

@@ -11,7 +11,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
-from briefxai_common.config import ServiceSettings
+from briefxai_common.config import PerformanceSettings, ServiceSettings
 
 from .models import EmbedTextMode
 
@@ -34,6 +34,18 @@ class RetrySettings(BaseModel):
     max_attempts: int = Field(4, ge=1, description="Attempts per call, the first included.")
     initial_backoff_seconds: float = Field(0.2, ge=0, description="Backoff scale of the first retry.")
     max_backoff_seconds: float = Field(5.0, ge=0, description="Longest sleep between attempts.")
+
+
+class GatewayPerformanceSettings(PerformanceSettings):
+    """Every service's ``performance`` block plus the history behind GetPerformanceReport
+    (``sampler.py``, ``performance.py``)."""
+
+    sample_seconds: float = Field(
+        60.0, gt=0, description="Seconds between samples of the gateway's memory and RPC latencies."
+    )
+    retention_hours: float = Field(
+        168.0, gt=0, description="Samples and analysis timings older than this are deleted."
+    )
 
 
 class AnalysisDefaults(BaseModel):
@@ -124,6 +136,9 @@ class GatewaySettings(ServiceSettings):
 
     breaker: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
     retry: RetrySettings = Field(default_factory=lambda: RetrySettings.model_validate({}))
+    performance: GatewayPerformanceSettings = Field(
+        default_factory=lambda: GatewayPerformanceSettings.model_validate({})
+    )
 
     naming_text_chars: int = Field(300, ge=16, description="Characters per text sent for cluster naming.")
     defaults: AnalysisDefaults = Field(default_factory=lambda: AnalysisDefaults.model_validate({}))

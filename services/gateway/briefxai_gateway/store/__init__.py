@@ -6,17 +6,19 @@ SQLAlchemy Core ``insert()`` with executemany.
 
 - ``engine.py``: engine creation (SQLite pragmas) and Alembic migrations;
 - ``codecs.py``: how facet values, messages and facet definitions are stored as text;
-- ``analyses.py``, ``checkpoints.py``, ``results.py``: the per-area repositories that :class:`Store`
-  combines over one shared engine (``base.py``).
+- ``analyses.py``, ``checkpoints.py``, ``results.py``, ``performance.py`` (the performance history):
+  the per-area repositories that :class:`Store` combines over one shared engine (``base.py``).
 """
 
 from __future__ import annotations
 
+from ..metrics import timed_store
 from .analyses import AnalysisRepository
 from .base import DuplicateRequestId, StoreInconsistent
 from .checkpoints import CheckpointRepository
 from .codecs import decode_messages
 from .engine import create_store_engine, migrate
+from .performance import PerformanceRepository
 from .results import ResultRepository
 
 __all__ = [
@@ -29,5 +31,8 @@ __all__ = [
 ]
 
 
-class Store(AnalysisRepository, CheckpointRepository, ResultRepository):
-    """Blocking data access for one tenant: analyses, checkpoints and results over one engine."""
+@timed_store({DuplicateRequestId: "ALREADY_EXISTS"})
+class Store(AnalysisRepository, CheckpointRepository, ResultRepository, PerformanceRepository):
+    """Blocking data access for one tenant: analyses, checkpoints and results over one engine.
+
+    Each public call is timed as ``briefxai_operation_duration_seconds{operation="store_<method>"}``."""

@@ -1,6 +1,7 @@
 import datetime
 
 from briefxai.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
@@ -291,3 +292,97 @@ class GetAnalysisResultsResponse(_message.Message):
     k: int
     k_rule: str
     def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ..., clusters: _Optional[_Iterable[_Union[ClusterResult, _Mapping]]] = ..., conversations: _Optional[_Iterable[_Union[ConversationResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_conversations: _Optional[int] = ..., withheld_conversations: _Optional[int] = ..., k: _Optional[int] = ..., k_rule: _Optional[str] = ...) -> None: ...
+
+class GetPerformanceReportRequest(_message.Message):
+    __slots__ = ("window",)
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    window: _duration_pb2.Duration
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetPerformanceReportResponse(_message.Message):
+    __slots__ = ("window_start_time", "window_end_time", "analysis_count", "conversation_count", "conversations_per_second", "stages", "bottleneck", "rpc_latencies", "memory_trends", "recommendations", "sample_count")
+    WINDOW_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    ANALYSIS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATIONS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    BOTTLENECK_FIELD_NUMBER: _ClassVar[int]
+    RPC_LATENCIES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TRENDS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATIONS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    window_start_time: _timestamp_pb2.Timestamp
+    window_end_time: _timestamp_pb2.Timestamp
+    analysis_count: int
+    conversation_count: int
+    conversations_per_second: float
+    stages: _containers.RepeatedCompositeFieldContainer[StagePerformance]
+    bottleneck: Stage
+    rpc_latencies: _containers.RepeatedCompositeFieldContainer[RpcLatency]
+    memory_trends: _containers.RepeatedCompositeFieldContainer[MemoryTrend]
+    recommendations: _containers.RepeatedScalarFieldContainer[str]
+    sample_count: int
+    def __init__(self, window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., analysis_count: _Optional[int] = ..., conversation_count: _Optional[int] = ..., conversations_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StagePerformance, _Mapping]]] = ..., bottleneck: _Optional[_Union[Stage, str]] = ..., rpc_latencies: _Optional[_Iterable[_Union[RpcLatency, _Mapping]]] = ..., memory_trends: _Optional[_Iterable[_Union[MemoryTrend, _Mapping]]] = ..., recommendations: _Optional[_Iterable[str]] = ..., sample_count: _Optional[int] = ...) -> None: ...
+
+class StagePerformance(_message.Message):
+    __slots__ = ("stage", "conversation_count", "seconds", "conversations_per_second", "share", "earlier_conversations_per_second", "later_conversations_per_second", "trend")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATIONS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    EARLIER_CONVERSATIONS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    LATER_CONVERSATIONS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    TREND_FIELD_NUMBER: _ClassVar[int]
+    stage: Stage
+    conversation_count: int
+    seconds: float
+    conversations_per_second: float
+    share: float
+    earlier_conversations_per_second: float
+    later_conversations_per_second: float
+    trend: float
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., conversation_count: _Optional[int] = ..., seconds: _Optional[float] = ..., conversations_per_second: _Optional[float] = ..., share: _Optional[float] = ..., earlier_conversations_per_second: _Optional[float] = ..., later_conversations_per_second: _Optional[float] = ..., trend: _Optional[float] = ...) -> None: ...
+
+class RpcLatency(_message.Message):
+    __slots__ = ("method", "grpc_type", "count", "mean_seconds", "p50_seconds", "p95_seconds", "p99_seconds")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    GRPC_TYPE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P50_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P95_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P99_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    grpc_type: str
+    count: int
+    mean_seconds: float
+    p50_seconds: float
+    p95_seconds: float
+    p99_seconds: float
+    def __init__(self, method: _Optional[str] = ..., grpc_type: _Optional[str] = ..., count: _Optional[int] = ..., mean_seconds: _Optional[float] = ..., p50_seconds: _Optional[float] = ..., p95_seconds: _Optional[float] = ..., p99_seconds: _Optional[float] = ...) -> None: ...
+
+class MemoryTrend(_message.Message):
+    __slots__ = ("instance", "sample_count", "first_sample_time", "last_sample_time", "first_mb", "last_mb", "peak_mb", "slope_mb_per_hour", "growing", "warning")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SAMPLE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_SAMPLE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FIRST_MB_FIELD_NUMBER: _ClassVar[int]
+    LAST_MB_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MB_FIELD_NUMBER: _ClassVar[int]
+    SLOPE_MB_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    GROWING_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    instance: str
+    sample_count: int
+    first_sample_time: _timestamp_pb2.Timestamp
+    last_sample_time: _timestamp_pb2.Timestamp
+    first_mb: float
+    last_mb: float
+    peak_mb: float
+    slope_mb_per_hour: float
+    growing: bool
+    warning: str
+    def __init__(self, instance: _Optional[str] = ..., sample_count: _Optional[int] = ..., first_sample_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sample_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_mb: _Optional[float] = ..., last_mb: _Optional[float] = ..., peak_mb: _Optional[float] = ..., slope_mb_per_hour: _Optional[float] = ..., growing: _Optional[bool] = ..., warning: _Optional[str] = ...) -> None: ...

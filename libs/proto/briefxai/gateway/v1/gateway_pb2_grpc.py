@@ -82,6 +82,11 @@ class AnalysisServiceStub:
                 request_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsRequest.SerializeToString,
                 response_deserializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsResponse.FromString,
                 _registered_method=True)
+        self.GetPerformanceReport = channel.unary_unary(
+                '/briefxai.gateway.v1.AnalysisService/GetPerformanceReport',
+                request_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetPerformanceReportRequest.SerializeToString,
+                response_deserializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetPerformanceReportResponse.FromString,
+                _registered_method=True)
 
 
 class AnalysisServiceServicer:
@@ -149,6 +154,15 @@ class AnalysisServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPerformanceReport(self, request, context):
+        """Throughput per stage with its trend, latency percentiles per RPC, the memory trend of the gateway
+        processes, the bottleneck stage and recommendations, over a window of the gateway's recorded
+        history (kept for the gateway's performance.retention_hours).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalysisServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +205,11 @@ def add_AnalysisServiceServicer_to_server(servicer, server):
                     servicer.GetAnalysisResults,
                     request_deserializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsRequest.FromString,
                     response_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsResponse.SerializeToString,
+            ),
+            'GetPerformanceReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPerformanceReport,
+                    request_deserializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetPerformanceReportRequest.FromString,
+                    response_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetPerformanceReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -417,6 +436,33 @@ class AnalysisService:
             '/briefxai.gateway.v1.AnalysisService/GetAnalysisResults',
             briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsRequest.SerializeToString,
             briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPerformanceReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/briefxai.gateway.v1.AnalysisService/GetPerformanceReport',
+            briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetPerformanceReportRequest.SerializeToString,
+            briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetPerformanceReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

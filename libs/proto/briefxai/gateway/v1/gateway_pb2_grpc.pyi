@@ -55,6 +55,11 @@ class AnalysisServiceStub:
     """Removes the analysis and everything stored for it."""
     GetAnalysisResults: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAnalysisResultsRequest, _gateway_pb2.GetAnalysisResultsResponse]
     """The cluster tree and, paged, per-conversation results."""
+    GetPerformanceReport: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetPerformanceReportRequest, _gateway_pb2.GetPerformanceReportResponse]
+    """Throughput per stage with its trend, latency percentiles per RPC, the memory trend of the gateway
+    processes, the bottleneck stage and recommendations, over a window of the gateway's recorded
+    history (kept for the gateway's performance.retention_hours).
+    """
 
 @_typing.type_check_only
 class AnalysisServiceAsyncStub(AnalysisServiceStub):
@@ -83,6 +88,11 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     """Removes the analysis and everything stored for it."""
     GetAnalysisResults: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAnalysisResultsRequest, _gateway_pb2.GetAnalysisResultsResponse]  # type: ignore[assignment]
     """The cluster tree and, paged, per-conversation results."""
+    GetPerformanceReport: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetPerformanceReportRequest, _gateway_pb2.GetPerformanceReportResponse]  # type: ignore[assignment]
+    """Throughput per stage with its trend, latency percentiles per RPC, the memory trend of the gateway
+    processes, the bottleneck stage and recommendations, over a window of the gateway's recorded
+    history (kept for the gateway's performance.retention_hours).
+    """
 
 class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API: analyses of conversation sets as long-running, durable jobs.
@@ -156,5 +166,16 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.GetAnalysisResultsResponse, _abc.Awaitable[_gateway_pb2.GetAnalysisResultsResponse]]:
         """The cluster tree and, paged, per-conversation results."""
+
+    @_abc_1.abstractmethod
+    def GetPerformanceReport(
+        self,
+        request: _gateway_pb2.GetPerformanceReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.GetPerformanceReportResponse, _abc.Awaitable[_gateway_pb2.GetPerformanceReportResponse]]:
+        """Throughput per stage with its trend, latency percentiles per RPC, the memory trend of the gateway
+        processes, the bottleneck stage and recommendations, over a window of the gateway's recorded
+        history (kept for the gateway's performance.retention_hours).
+        """
 
 def add_AnalysisServiceServicer_to_server(servicer: AnalysisServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,4 +1,4 @@
-"""PII redaction for short texts such as request summaries.
+"""PII redaction for short texts such as request summaries, and for the free text of log lines.
 
 Replaced, in this order (earlier patterns win where they overlap):
 
@@ -73,15 +73,18 @@ def redact_phones(text: str, default_region: str = "US") -> str:
     return "".join(pieces)
 
 
-def redact(text: str, default_region: str = "US") -> str:
-    """``text`` with personal details replaced by placeholders (see the module docstring)."""
+def redact(text: str, default_region: str = "US", *, urls: bool = True, ips: bool = True) -> str:
+    """``text`` with personal details replaced by placeholders (see the module docstring); ``urls`` and
+    ``ips`` false keep links and IP addresses (the log redaction keeps them: logs name service addresses)."""
     text = EMAIL.sub("[EMAIL]", text)
-    text = URL.sub("[URL]", text)
+    if urls:
+        text = URL.sub("[URL]", text)
     has_digits = DIGIT.search(text) is not None
     if has_digits:
-        text = IPV4.sub("[IP]", text)
-        if ":" in text:
-            text = IPV6.sub("[IP]", text)
+        if ips:
+            text = IPV4.sub("[IP]", text)
+            if ":" in text:
+                text = IPV6.sub("[IP]", text)
         text = CARD_CANDIDATE.sub(_card, text)
         text = IBAN.sub("[IBAN]", text)
         text = SSN.sub("[SSN]", text)
