@@ -13,7 +13,7 @@ export GRPC_VERBOSITY ?= ERROR
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install protos check-protos run up test test-fast lint bench bench-smoke quality helm-lint clean
+.PHONY: install protos check-protos run up observe test test-fast lint bench bench-smoke quality helm-lint clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ run: install
 
 up: install
 	$(BIN)/briefxai up
+
+# The suite and a Prometheus (Debian's `prometheus` package) scraping it with the alert rules of
+# deploy/prometheus/; prints the Prometheus URL; Ctrl-C stops both. See deploy/observe.sh.
+observe: install
+	BIN=$(BIN) deploy/observe.sh
 
 test: install check-protos lint
 	$(BIN)/pytest -q
