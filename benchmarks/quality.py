@@ -44,6 +44,8 @@ SEEDS = (1, 2, 3)
 SAMPLE_FILE = REPO / "examples" / "sample_conversations.jsonl"
 GENERATED_SEED = 11
 REPORT = REPO / "docs" / "quality.md"
+# What follows this line in docs/quality.md is written by hand (runs that need an LLM server) and kept.
+KEEP_MARKER = "<!-- Sections below this line are written by hand; make quality keeps them. -->"
 NAMES_SHOWN = 12
 FloatArray = npt.NDArray[np.float32]
 
@@ -496,7 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     names_compared = before_after.stdout if before_after.returncode == 0 else ""
     if not names_compared:
         print(f"naming_before_after failed: {before_after.stderr[-1000:]}", file=sys.stderr)
-    args.out.write_text(render(results, names_compared), encoding="utf-8")
+    report = render(results, names_compared)
+    previous = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    if KEEP_MARKER in previous:
+        report = report.rstrip("\n") + "\n\n" + previous[previous.index(KEEP_MARKER) :]
+    args.out.write_text(report, encoding="utf-8")
     print(f"wrote {args.out} and {args.json} in {results['seconds']} s", file=sys.stderr)
     return 0
 

@@ -8,7 +8,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from briefxai_facets.chat_client import ChatClient, LLMStatusError
+from briefxai_common.llm import ChatClient, LLMStatusError
 from tests.support.fake_openai import Behaviour, FakeOpenAI
 
 PAYLOAD = {

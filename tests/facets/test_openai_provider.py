@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from briefxai_facets.chat_client import ChatClient, chat_completions_url, parse_retry_after
+from briefxai_common.llm import ChatClient, chat_completions_url, parse_retry_after
 from briefxai_facets.definitions import (
     BUILTIN_FACETS,
     Conversation,
@@ -93,6 +93,19 @@ def test_invalid_values(name: str, raw: Any, message: str) -> None:
         value(name, raw)
 
 
+def test_an_answer_that_repeats_the_question_is_no_answer() -> None:
+    """Small models (SmolLM2-135M on llama.cpp, docs/quality.md) often answer by repeating the question."""
+    question = BY_NAME["request"].question
+    with pytest.raises(ValueError, match="repeats the question"):
+        validate_value(BY_NAME["request"], question, "p")
+    with pytest.raises(ValueError, match="repeats the question"):
+        validate_value(BY_NAME["request"], "The user: " + question[10:80], "p")
+    echoed = validate_value(BY_NAME["task"], {"value": "coding", "reason": BY_NAME["task"].question}, "p")
+    assert (echoed.text, echoed.reason) == ("coding", "")  # the category stands, the echo goes
+    fine = validate_value(BY_NAME["request"], "The user wants help with a failing Docker image build.", "p")
+    assert fine.text == "The user wants help with a failing Docker image build."
+
+
 def test_reason_is_kept() -> None:
     result = validate_value(
         BY_NAME["concerning"], {"value": 4, "reason": " asks  how to\nhurt someone "}, "p"
@@ -129,7 +142,8 @@ def test_schema_follows_definitions() -> None:
     assert schema["required"] == ["request", "task", "language", "sentiment", "concerning", "urgency"]
     assert schema["additionalProperties"] is False
     props = schema["properties"]
-    assert props["task"]["enum"] == list(BY_NAME["task"].choices)
+    assert props["task"]["required"] == ["value", "reason"]
+    assert props["task"]["properties"]["value"]["enum"] == list(BY_NAME["task"].choices)
     assert (props["sentiment"]["minimum"], props["sentiment"]["maximum"]) == (-1, 1)
     assert props["concerning"]["required"] == ["value", "reason"]
     assert props["urgency"]["maximum"] == 10
@@ -143,7 +157,7 @@ def test_prompt_names_every_facet_and_the_conversation() -> None:
     system, user = build_messages(conversation, [BY_NAME["task"], URGENCY], 1000)
     assert "JSON" in system["content"]
     assert "USER: Where is my parcel?\n\nASSISTANT: On its way." in user["content"]
-    assert '"task" (exactly one of: coding,' in user["content"]
+    assert '"task" (an object {"value": exactly one of: coding,' in user["content"]
     assert '"urgency" (a number from 0 to 10)' in user["content"]
 
 
@@ -328,10 +342,12 @@ async def test_other_response_formats(
     values = await extract_one(provider)
     assert values["task"].text == "account_billing"
     body = fake_openai.requests_to("chat")[0].body
+    schema = body["messages"][1]["content"].split("valid against this JSON schema:\n", 1)[1]
+    assert json.loads(schema)["required"] == ["task", "language"]  # the schema is in the prompt
     if response_format == "none":
         assert "response_format" not in body
-    else:
-        assert body["response_format"] == {"type": "json_object"}
+    else:  # JSON mode, with the schema along for servers that read it (llama.cpp's grammar)
+        assert body["response_format"] == {"type": "json_object", "schema": json.loads(schema)}
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
@@ -340,7 +356,8 @@ async def test_client_errors_are_not_retried(
 ) -> None:
     fake_openai.chat_default = lambda request: GOOD
     fake_openai.script_chat(Behaviour.server_error(status))
-    values = await extract_one(await make_provider())
+    # no response_format: nothing to negotiate (tests/facets/test_response_format.py), only the retry policy
+    values = await extract_one(await make_provider(response_format="none"))
     assert set(values) == {"task", "language"}
     for value in values.values():
         assert value.failed

@@ -257,7 +257,7 @@ async def test_llm_values_are_used_and_tagged(start: StartFn, fake_openai: FakeO
     assert body["model"] == MODEL
     schema = body["response_format"]["json_schema"]["schema"]
     assert set(schema["required"]) == {"request", "task", "language", "sentiment", "concerning", "product"}
-    assert schema["properties"]["task"]["enum"][0] == "coding"
+    assert schema["properties"]["task"]["properties"]["value"]["enum"][0] == "coding"
     assert schema["properties"]["sentiment"]["minimum"] == -1
     assert "charged twice" in body["messages"][1]["content"]
 
@@ -332,8 +332,10 @@ async def test_http_faults_are_retried(
 
 async def test_client_errors_are_not_retried(start: StartFn, fake_openai: FakeOpenAI) -> None:
     fake_openai.chat_default = valid_reply
-    fake_openai.script_chat(Behaviour.server_error(400))
     stub = await start(**llm_settings(fake_openai), custom_facets=[CUSTOM])
+    await stub.ExtractFacets(facets_pb2.ExtractFacetsRequest(conversations=[REFUND]))  # settles the format
+    fake_openai.reset()
+    fake_openai.script_chat(Behaviour.server_error(400))
     reply = await stub.ExtractFacets(facets_pb2.ExtractFacetsRequest(conversations=[REFUND]))
     values = values_by_facet(reply.results[0])
     assert values["task"].provider == "heuristic"
@@ -383,7 +385,9 @@ async def test_json_object_mode(start: StartFn, fake_openai: FakeOpenAI) -> None
     reply = await stub.ExtractFacets(facets_pb2.ExtractFacetsRequest(conversations=[CODE], facets=["task"]))
     value = reply.results[0].values[0]
     assert (value.provider, value.text) == (LLM, "coding")
-    assert fake_openai.requests_to("chat")[0].body["response_format"] == {"type": "json_object"}
+    response_format = fake_openai.requests_to("chat")[0].body["response_format"]
+    assert response_format["type"] == "json_object"
+    assert response_format["schema"]["required"] == ["task"]  # for servers that read it (llama.cpp)
 
 
 async def test_health_reports_serving_with_providers() -> None:

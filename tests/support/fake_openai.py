@@ -17,6 +17,16 @@ Async use::
         client = openai.AsyncOpenAI(base_url=fake.base_url, api_key="test")
 
 Sync use (a subprocess or sync test): ``fake = FakeOpenAI().start_in_thread()`` ... ``fake.stop_thread()``.
+
+Dialects (``FakeOpenAI(dialect=...)``): what the server makes of a chat request's ``response_format``,
+before any scripted behaviour (a refused request is recorded but consumes no behaviour):
+
+- ``openai`` (default): every format is accepted.
+- ``llama_cpp``: llama-cpp-python 0.3.36's server, which takes ``{"type": "text"}`` and
+  ``{"type": "json_object", "schema": ...}`` but answers HTTP 500 to OpenAI's ``json_schema``, with the
+  text of the request's validation error (it names ``response_format``).
+- ``no_response_format``: a server that refuses any ``response_format`` with HTTP 400 naming it.
+- ``opaque``: ``json_schema`` is refused with a bare HTTP 500 that does not say why.
 """
 
 from __future__ import annotations
@@ -38,6 +48,16 @@ from aiohttp import web
 
 JSON = dict[str, Any]
 Endpoint = Literal["chat", "embeddings"]
+Dialect = Literal["openai", "llama_cpp", "no_response_format", "opaque"]
+# What llama-cpp-python 0.3.36's server answers (HTTP 500, error type internal_server_error) to a
+# response_format of type json_schema, as recorded from the real server (its file path shortened).
+LLAMA_CPP_FORMAT_ERROR = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+    "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n"
+    '  File "llama_cpp/server/app.py", line 376, in create_chat_completion\n'
+    "    POST /v1/chat/completions"
+)
 ChatReply = str | Callable[[JSON], str]
 EmbeddingReply = list[list[float]] | Callable[[JSON], list[list[float]]]
 
@@ -125,6 +145,7 @@ class FakeOpenAI:
     """The scripted server. ``model`` is reported by ``/v1/models`` and echoed when a request has none."""
 
     model: str = "fake-model"
+    dialect: Dialect = "openai"
     embedding_dim: int = 8
     chat_default: Callable[[JSON], str] = _default_chat
     hang_seconds: float = 60.0
@@ -275,8 +296,27 @@ class FakeOpenAI:
             return web.Response(status=200, text=behaviour.raw_body, content_type="application/json")
         return None
 
+    def refused_format(self, body: JSON) -> web.Response | None:
+        """The dialect's answer to a chat request whose ``response_format`` it does not take, or None."""
+        response_format = body.get("response_format")
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if kind is None or self.dialect == "openai":
+            return None
+        if self.dialect == "llama_cpp" and kind not in ("text", "json_object"):
+            return _error(500, LLAMA_CPP_FORMAT_ERROR, "internal_server_error")
+        if self.dialect == "no_response_format":
+            return _error(
+                400, "Unrecognized request argument supplied: response_format", "invalid_request_error"
+            )
+        if self.dialect == "opaque" and kind == "json_schema":
+            return _error(500, "Internal Server Error")
+        return None
+
     async def _handle(self, endpoint: Endpoint, request: web.Request) -> web.Response:
         body = await self._record(endpoint, request)
+        refused = self.refused_format(body) if endpoint == "chat" else None
+        if refused is not None:
+            return refused
         behaviour = self._next(endpoint)
         self.in_flight[endpoint] += 1
         self.max_in_flight[endpoint] = max(self.max_in_flight[endpoint], self.in_flight[endpoint])

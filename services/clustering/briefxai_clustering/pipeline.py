@@ -159,16 +159,21 @@ def by_size(labels: IntArray, n_clusters: int) -> IntArray:
     return rank[labels]
 
 
+def offline_namer(config: PipelineConfig) -> PhraseNamer:
+    """The offline keyword namer with ``config``'s naming settings."""
+    return PhraseNamer(
+        keywords_per_cluster=config.keywords_per_cluster,
+        name_phrases=config.name_keywords,
+        max_quote_chars=config.max_quote_chars,
+        diversity=config.naming_diversity,
+        max_name_chars=config.max_name_chars,
+    )
+
+
 class ClusteringPipeline:
     def __init__(self, config: PipelineConfig | None = None, namer: Namer | None = None) -> None:
         self.config = config or PipelineConfig()
-        self.namer: Namer = namer or PhraseNamer(
-            keywords_per_cluster=self.config.keywords_per_cluster,
-            name_phrases=self.config.name_keywords,
-            max_quote_chars=self.config.max_quote_chars,
-            diversity=self.config.naming_diversity,
-            max_name_chars=self.config.max_name_chars,
-        )
+        self.namer: Namer = namer or offline_namer(self.config)
 
     def run(
         self, data: ClusteringInput, params: ClusteringParams, *, consume_input: bool = False

@@ -11,8 +11,9 @@ import grpc
 
 from briefxai.clustering.v1 import clustering_pb2_grpc
 from briefxai_clustering.jobs import JobSlots
+from briefxai_clustering.llm_naming import LLMNamer
 from briefxai_clustering.naming import Namer
-from briefxai_clustering.pipeline import ClusteringPipeline, PipelineConfig
+from briefxai_clustering.pipeline import ClusteringPipeline, PipelineConfig, offline_namer
 from briefxai_clustering.projection import warm_up
 from briefxai_clustering.servicer import SERVICE_NAME, ClusteringServicer
 from briefxai_clustering.settings import ClusteringSettings
@@ -25,8 +26,13 @@ log = get_logger(__name__)
 
 def build_service(settings: ClusteringSettings, namer: Namer | None = None) -> Service:
     """The clustering service. With ``warm_up_map`` (default) ``start`` compiles UMAP's numba code before
-    health says SERVING (tens of seconds on 2 cores); ``namer`` replaces the offline keyword namer."""
-    pipeline = ClusteringPipeline(PipelineConfig.from_settings(settings), namer)
+    health says SERVING (tens of seconds on 2 cores); ``namer`` replaces the configured namer (``namer:
+    offline``, the keyword namer, or ``llm``, whose HTTP client opens in ``start``)."""
+    config = PipelineConfig.from_settings(settings)
+    llm_namer = (
+        LLMNamer(settings.llm, offline_namer(config)) if namer is None and settings.namer == "llm" else None
+    )
+    pipeline = ClusteringPipeline(config, namer or llm_namer)
     state: dict[str, Any] = {"map_warm": False, "warm_up_seconds": None}
     jobs: JobSlots | None = None
     servicer: ClusteringServicer | None = None
@@ -39,6 +45,8 @@ def build_service(settings: ClusteringSettings, namer: Namer | None = None) -> S
         return [SERVICE_NAME]
 
     async def start() -> None:
+        if llm_namer is not None:
+            await llm_namer.start()
         if settings.warm_up_map:
             started = time.perf_counter()
             await asyncio.to_thread(warm_up, pipeline.config.map)
@@ -59,10 +67,21 @@ def build_service(settings: ClusteringSettings, namer: Namer | None = None) -> S
                 "jobs_waiting": waiting,
                 "max_vectors": settings.max_vectors,
                 "compute_threads": pipeline.config.threads,
+                "namer": "llm" if llm_namer is not None else ("offline" if namer is None else "custom"),
+                **({"llm_naming": llm_namer.describe()} if llm_namer is not None else {}),
                 **state,
             },
         )
 
+    async def stop() -> None:
+        if llm_namer is not None:
+            await llm_namer.close()
+
     return Service(
-        name="clustering", settings=settings, register=register, start=start, health_info=health_info
+        name="clustering",
+        settings=settings,
+        register=register,
+        start=start,
+        stop=stop,
+        health_info=health_info,
     )

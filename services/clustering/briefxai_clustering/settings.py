@@ -6,13 +6,37 @@ Every ``ClusteringParams`` field that a request may leave at 0 has its server de
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from joblib import cpu_count
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from briefxai_common.config import ServiceSettings
+from briefxai_common.llm import LLMEndpointSettings
+
+
+class NamerLLMSettings(LLMEndpointSettings):
+    """The OpenAI-compatible chat API that names clusters when ``namer: llm`` (the shared endpoint
+    settings, with defaults for naming, and how much of each cluster it is shown)."""
+
+    timeout_seconds: float = Field(default=60.0, gt=0, description="Per HTTP request.")
+    concurrency: int = Field(default=4, ge=1, le=256, description="Naming requests in flight at once.")
+    max_output_tokens: int = Field(default=300, ge=32, description="max_tokens of each reply.")
+    texts_per_cluster: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="Naming texts of a cluster's most central (reported) conversations in its prompt.",
+    )
+    contrast_clusters: int = Field(
+        default=3, ge=0, le=10, description="Nearest other clusters of the same level shown for contrast."
+    )
+    contrast_texts: int = Field(
+        default=3, ge=0, le=20, description="Texts shown of each contrasting base cluster."
+    )
+    max_text_chars: int = Field(default=300, ge=20, le=2000, description="Each text is cut to this.")
+    seed: int = Field(default=0, description="Sent as the requests' seed (servers that sample honour it).")
 
 
 class ClusteringSettings(ServiceSettings):
@@ -109,6 +133,13 @@ class ClusteringSettings(ServiceSettings):
         description="Texts of the most central members of each base cluster that naming reads (each "
         "weighted by the conversations it stands for); bounds naming time on large inputs.",
     )
+
+    namer: Literal["offline", "llm"] = Field(
+        default="offline",
+        description="offline: keyword phrases (no network); llm: names and two-sentence descriptions from "
+        "the `llm` endpoint, the offline name standing in for a cluster the LLM could not name.",
+    )
+    llm: NamerLLMSettings = Field(default_factory=lambda: NamerLLMSettings())
 
     # -- 2-D map ----------------------------------------------------------------------------------------
     umap_min_points: int = Field(

@@ -3,8 +3,9 @@
 Built-in facets:
 
 - ``request`` (text): one sentence saying what the user asked for, personal details replaced by
-  placeholders such as ``[EMAIL]``.
-- ``task`` (enum, :data:`TASK_CHOICES`): the kind of work asked for.
+  placeholders such as ``[EMAIL]`` (an LLM writes it in English, in general terms, as Clio does).
+- ``task`` (enum, :data:`TASK_CHOICES`): the kind of work asked for; an LLM also gives, as the value's
+  reason, one sentence saying what the task is (Clio's task summary).
 - ``language`` (text): ISO 639-1 code of the language the *user* wrote in; ``und`` when undetermined.
 - ``sentiment`` (number, -1..1): the user's tone, negative to positive.
 - ``concerning`` (number, 1..5, with a reason): how concerning the conversation is for safety/abuse review.
@@ -100,18 +101,24 @@ BUILTIN_FACETS: tuple[FacetDefinition, ...] = (
     FacetDefinition(
         name="request",
         question=(
-            "What is the user's overall request for the assistant? Answer with one sentence of at most "
-            "200 characters, without names, contact details or other personal information."
+            "What is the user's overall request for the assistant? One English sentence of at most 200 "
+            "characters that starts with 'The user' and says what they want, in general terms, with no "
+            "names, places, contact details, numbers or other details that identify anyone."
         ),
         type=FacetType.TEXT,
         builtin=True,
     ),
     FacetDefinition(
         name="task",
-        question="Which kind of task does the user ask for? Pick the single best choice.",
+        question=(
+            "Which kind of task is the assistant asked to perform? The value is the single best choice; "
+            "the reason is one English sentence saying what the task is, in general terms, with no details "
+            "that identify anyone."
+        ),
         type=FacetType.ENUM,
         choices=TASK_CHOICES,
         builtin=True,
+        with_reason=True,
     ),
     FacetDefinition(
         name="language",

@@ -1,45 +1,68 @@
 """The ``openai`` provider: any OpenAI-compatible chat API answers the facets, one request per conversation.
 
 Each request carries the conversation (cut to ``max_chars``) and every wanted facet's question, and asks
-for one JSON object; with ``response_format: json_schema`` the server is held to a schema built from
-the facet definitions. The reply is validated against the definitions (type, range, choices, ISO 639-1
-code); valid values are kept, and a reply that is not JSON or has invalid values is retried for the
+for one JSON object whose schema is built from the facet definitions. The prompt follows Clio (Tamkin et
+al., 2024) in spirit, in our own words: text answers are English, one sentence, and leave out anything
+that identifies a person (names, places, organisations, contact details, account or order numbers);
+``request`` says what the user asked for and ``task``'s reason what the assistant was asked to do.
+
+How the schema reaches the server is ``response_format`` (``json_schema``: enforced by the server;
+``json_object``: JSON mode, with the schema in the prompt and in the request, where llama.cpp's server
+turns it into a grammar; ``none``: in the prompt only). A server that rejects the format is asked with
+the next one down, and that is remembered for the provider's life
+(:class:`~briefxai_common.llm.ResponseFormatNegotiator`; the facets' /health lists it).
+
+The reply is validated against the definitions (type, range, choices, ISO 639-1 code; a text answer
+that repeats six words in a row of the instructions is no answer, a reason that does is dropped: small
+models answer by saying the question back); valid values are kept, and a reply that is not JSON or has invalid values is retried for the
 facets still missing (``max_attempts`` tries in all, with jittered exponential backoff; ``Retry-After``
 is honoured). HTTP 408, 409, 429, 5xx, timeouts, connection errors and response bodies that are not JSON
 (or have no ``choices``) are retried the same way; other 4xx are not. What is still missing after the last
 try is a failed value, which the chain hands to the next provider — an invalid value is never returned.
-Counts (``turns``, ``user_turns``, ``tokens``) are not asked of the LLM. Request summaries from the LLM
-also go through PII redaction.
+Counts (``turns``, ``user_turns``, ``tokens``) are not asked of the LLM. Request summaries and reasons
+from the LLM also go through PII redaction (:func:`briefxai_common.pii.redact`).
 
 At most ``concurrency`` requests are in flight at once (per provider); a batch runs concurrently. HTTP
-goes through :class:`~briefxai_facets.chat_client.ChatClient` (``aiohttp``, one keep-alive session per
-provider), each request limited to ``timeout_seconds``.
+goes through the shared :class:`~briefxai_common.llm.ChatClient` (``aiohttp``, one keep-alive session
+per provider), each request limited to ``timeout_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
+from briefxai_common.llm import (
+    ChatClient,
+    ResponseFormat,
+    ResponseFormatNegotiator,
+    describe_error,
+    open_chat_client,
+    parse_json_object,
+    repeats_instructions,
+    response_format_field,
+    retryable,
+    retrying,
+    schema_instructions,
 )
-
+from briefxai_common.llm import reply_content as reply_content
+from briefxai_common.llm_metrics import LLMMeter
 from briefxai_common.logging import get_logger
 from briefxai_common.pii import redact
 
 from . import metrics
-from .chat_client import ChatClient, LLMConnectionError, LLMResponseError, LLMStatusError
-from .definitions import COUNT_FACETS, Conversation, FacetDefinition, FacetType, FacetValue, Job
+from .definitions import (
+    BUILTIN_FACETS,
+    COUNT_FACETS,
+    Conversation,
+    FacetDefinition,
+    FacetType,
+    FacetValue,
+    Job,
+)
 from .language import ISO_639_1
 from .settings import OpenAIProviderSettings
 from .summary import trim
@@ -47,12 +70,19 @@ from .summary import trim
 log = get_logger(__name__)
 
 SYSTEM_PROMPT = (
-    "You analyse one conversation between a user and an assistant (an AI model or a support agent) and "
-    "answer questions about it, called facets. Reply with one JSON object and nothing else, with exactly "
-    "the keys listed. Text answers must not contain names, e-mail addresses, phone numbers, addresses or "
-    "any other personal information."
+    "You describe one conversation between a user and an assistant (an AI model or a support agent) for "
+    "an aggregate, privacy-preserving analysis of what people ask for. You answer questions about it, "
+    "called facets, and reply with one JSON object and nothing else, with exactly the keys listed.\n"
+    "Rules for every text answer: write plain English, even when the conversation is in another "
+    "language; one clear sentence that gets to the point (no 'Based on the conversation'); describe the "
+    "kind of request, not the person. Leave out anything that could identify someone: names of people, "
+    "companies, products they own, places, dates, e-mail addresses, phone numbers, account, order or "
+    "ticket numbers, links and other identifiers. Describe sensitive or harmful topics plainly and "
+    "specifically; assume neither good nor bad faith."
 )
 MAX_TEXT_ANSWER_CHARS = 2000
+#: What an answer must not merely say back (with the facet's own question).
+INSTRUCTIONS = " ".join((SYSTEM_PROMPT, *(f.question for f in BUILTIN_FACETS)))
 
 
 class MalformedReply(Exception):
@@ -125,33 +155,26 @@ def _describe(facet: FacetDefinition) -> str:
 
 
 def build_messages(
-    conversation: Conversation, facets: Sequence[FacetDefinition], max_chars: int
+    conversation: Conversation,
+    facets: Sequence[FacetDefinition],
+    max_chars: int,
+    response_format: ResponseFormat = "json_schema",
 ) -> list[Any]:
+    """The system and user messages; unless the server enforces the schema (``json_schema``), the
+    schema is written into the prompt."""
     questions = "\n".join(_describe(f) for f in facets)
     user = (
         f"<conversation>\n{render_conversation(conversation, max_chars)}\n</conversation>\n\n"
         f"Answer these facets about the conversation above:\n{questions}\n\n"
         f"Reply with a JSON object whose keys are exactly: {', '.join(f.name for f in facets)}."
     )
+    if response_format != "json_schema":
+        user += "\n" + schema_instructions(reply_schema(facets))
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
-
-
-def parse_reply(content: str | None) -> dict[str, Any]:
-    """The JSON object in a reply (a ```json fence around it is tolerated); raises ValueError."""
-    if not content or not content.strip():
-        raise ValueError("the reply is empty")
-    fenced = FENCE.match(content)
-    text = fenced.group(1) if fenced else content
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the reply is not valid JSON ({exc.msg} at character {exc.pos})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"the reply is JSON {type(data).__name__}, not an object")
-    return data
+#: The JSON object of a reply (shared with the cluster namer): :func:`briefxai_common.llm.parse_json_object`.
+parse_reply = parse_json_object
 
 
 def validate_value(
@@ -165,7 +188,9 @@ def validate_value(
         reason_raw = raw.get("reason", "")
         if not isinstance(reason_raw, str):
             raise ValueError('"reason" must be a string')
-        reason = trim(" ".join(reason_raw.split()), 500)
+        reason = trim(redact(" ".join(reason_raw.split()), phone_region), 500)
+        if repeats_instructions(reason, f"{facet.question} {INSTRUCTIONS}"):
+            reason = ""  # the question said back is no reason; the value may still be right
         raw = raw["value"]
     if facet.type is FacetType.NUMBER:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
@@ -190,6 +215,8 @@ def validate_value(
         if code not in ISO_639_1:
             raise ValueError(f"{text[:20]!r} is not an ISO 639-1 code")
         return FacetValue(facet.name, provider, text=code, reason=reason)
+    if repeats_instructions(text, f"{facet.question} {INSTRUCTIONS}"):
+        raise ValueError("the answer repeats the question")
     if facet.builtin and facet.name == "request":
         text = trim(redact(text, phone_region), summary_max_chars)
     else:
@@ -198,41 +225,7 @@ def validate_value(
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, MalformedReply | TimeoutError | LLMConnectionError | LLMResponseError):
-        return True
-    if isinstance(exc, LLMStatusError):
-        return exc.status in (408, 409, 429) or exc.status >= 500
-    return False
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
-    return exc.retry_after if isinstance(exc, LLMStatusError) else None
-
-
-def _describe_error(exc: BaseException) -> str:
-    if isinstance(exc, LLMStatusError):
-        return f"HTTP {exc.status} from the LLM server"
-    if isinstance(exc, TimeoutError):
-        return "the LLM request timed out"
-    if isinstance(exc, LLMConnectionError):
-        return f"cannot reach the LLM server ({exc})"
-    if isinstance(exc, LLMResponseError):
-        return "the LLM server sent a response body that is not JSON"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def reply_content(response: Any) -> str | None:
-    """``choices[0].message.content`` of a chat completion; raises ValueError when it has none."""
-    choices = response.get("choices") if isinstance(response, dict) else None
-    if not isinstance(choices, list) or not choices:
-        raise ValueError("the reply has no choices")
-    message = choices[0].get("message") if isinstance(choices[0], dict) else None
-    if not isinstance(message, dict):
-        raise ValueError("the reply has no message")
-    content = message.get("content")
-    if content is not None and not isinstance(content, str):
-        raise ValueError(f"the reply content is JSON {type(content).__name__}, not a string")
-    return content
+    return isinstance(exc, MalformedReply) or retryable(exc)
 
 
 class OpenAIProvider:
@@ -247,20 +240,26 @@ class OpenAIProvider:
         provider: str = "openai",
     ) -> None:
         self.settings = settings
-        self._meter = metrics.LLMMeter(
-            provider, settings.model, settings.cost_per_1k_input_tokens, settings.cost_per_1k_output_tokens
+        self._meter = LLMMeter(
+            provider,
+            settings.model,
+            settings.cost_per_1k_input_tokens,
+            settings.cost_per_1k_output_tokens,
+            service=metrics.SERVICE,
         )
         self.summary_max_chars = summary_max_chars
         self.phone_region = phone_region
         self._client: ChatClient | None = None
         self._semaphore = asyncio.Semaphore(settings.concurrency)
-        self._backoff = wait_random_exponential(
-            multiplier=settings.backoff_initial_seconds, max=settings.backoff_max_seconds
-        )
+        self.formats = ResponseFormatNegotiator(self.name, settings.response_format)
 
     @property
     def name(self) -> str:
         return f"openai:{self.settings.model}"
+
+    def response_format_state(self) -> dict[str, Any]:
+        """The configured and current ``response_format`` and the downgrades so far (for /health)."""
+        return self.formats.describe()
 
     def supports(self, facet: FacetDefinition) -> bool:
         return not (facet.builtin and facet.name in COUNT_FACETS)
@@ -268,26 +267,8 @@ class OpenAIProvider:
     async def start(self) -> None:
         if self._client is not None:
             return
-        api_key = os.environ.get(self.settings.api_key_env, "")
-        if not api_key:
-            log.warning(
-                "llm_api_key_missing",
-                env=self.settings.api_key_env,
-                base_url=self.settings.base_url,
-                model=self.name,
-            )
-        # no key: no Authorization header (local servers such as Ollama, vLLM, llama.cpp need none);
         # retries are ours (tenacity), so that bad JSON and HTTP faults share one budget.
-        # ChatClient.start does not suspend, so concurrent first calls cannot open two sessions.
-        client = ChatClient(
-            self.settings.base_url,
-            api_key,
-            timeout_seconds=self.settings.timeout_seconds,
-            max_connections=self.settings.concurrency,
-            provider=self.name,
-        )
-        await client.start()
-        self._client = client
+        self._client = await open_chat_client(self.settings, provider=self.name, user_agent="briefxai-facets")
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -299,37 +280,37 @@ class OpenAIProvider:
             await self.start()
         return list(await asyncio.gather(*(self._extract_one(job) for job in jobs)))
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        retry_after = _retry_after(exc)
-        if retry_after is not None:
-            return min(retry_after, self.settings.backoff_max_seconds)
-        return float(self._backoff(state))
-
-    def request_body(self, conversation: Conversation, facets: Sequence[FacetDefinition]) -> dict[str, Any]:
-        """The chat completions request JSON for ``facets`` of ``conversation``."""
+    def request_body(
+        self,
+        conversation: Conversation,
+        facets: Sequence[FacetDefinition],
+        response_format: ResponseFormat | None = None,
+    ) -> dict[str, Any]:
+        """The chat completions request JSON for ``facets`` of ``conversation`` (``response_format``:
+        the negotiated one unless given)."""
+        fmt = response_format or self.formats.current
         body: dict[str, Any] = {
             "model": self.settings.model,
-            "messages": build_messages(conversation, facets, self.settings.max_chars),
+            "messages": build_messages(conversation, facets, self.settings.max_chars, fmt),
             "temperature": self.settings.temperature,
             "max_tokens": self.settings.max_output_tokens,
         }
-        if self.settings.response_format == "json_schema":
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "facets", "strict": True, "schema": reply_schema(facets)},
-            }
-        elif self.settings.response_format == "json_object":
-            body["response_format"] = {"type": "json_object"}
+        field = response_format_field(fmt, "facets", reply_schema(facets))
+        if field is not None:
+            body["response_format"] = field
         return body
 
     async def _ask(self, conversation: Conversation, facets: Sequence[FacetDefinition]) -> str | None:
         client = self._client
         if client is None:
             raise RuntimeError("the OpenAI provider is closed")
-        body = self.request_body(conversation, facets)
-        async with self._semaphore:  # the client's own timeout starts once a slot is free
-            response = await self._meter.request(client.complete(body))
+
+        async def send(fmt: ResponseFormat) -> Any:
+            body = self.request_body(conversation, facets, fmt)
+            async with self._semaphore:  # the client's own timeout starts once a slot is free
+                return await self._meter.request(client.complete(body))
+
+        response = await self.formats.call(send)
         try:
             return reply_content(response)
         except ValueError as exc:
@@ -340,14 +321,9 @@ class OpenAIProvider:
         accepted: dict[str, FacetValue] = {}
         failure = failure_reason = ""
         errors: dict[str, str] = {}
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(_retryable),
-            reraise=True,
-        )
+        tries = retrying(self.settings, _retryable)
         try:
-            async for attempt in retrying:
+            async for attempt in tries:
                 with attempt:
                     missing = [f for f in facets if f.name not in accepted]
                     content = await self._ask(job.conversation, missing)
@@ -357,7 +333,7 @@ class OpenAIProvider:
         except MalformedReply as exc:
             errors = exc.errors
         except Exception as exc:  # an HTTP or network fault: the facets fail here and go to the next provider
-            failure, failure_reason = _describe_error(exc), metrics.llm_outcome(exc)
+            failure, failure_reason = describe_error(exc), metrics.llm_outcome(exc)
         attempts = self.settings.max_attempts
         values = dict(accepted)
         for f in facets:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from briefxai_common.health import OutcomeTracker
 from briefxai_common.logging import get_logger
@@ -70,6 +70,10 @@ class FailoverChain:
             self.outcomes[provider].success()
         else:
             self.outcomes[provider].failure(f"all {asked} values failed")
+
+    def response_formats(self) -> dict[str, dict[str, Any]]:
+        """Per LLM provider: the configured and the negotiated ``response_format``, and the downgrades."""
+        return {p.name: p.response_format_state() for p in self.providers if isinstance(p, OpenAIProvider)}
 
     def provider_states(self) -> dict[str, str]:
         """``available``, ``degraded`` or ``unavailable`` for each provider, from its recent calls."""

@@ -43,7 +43,8 @@ def build_service(settings: FacetsSettings) -> Service:
 
     def health_info() -> HealthReport:
         """Unhealthy until the providers have started; each provider available, degraded (its last
-        calls failed) or unavailable (three in a row failed), from its recent calls."""
+        calls failed) or unavailable (three in a row failed), from its recent calls; each LLM provider's
+        negotiated ``response_format`` in the details."""
         return HealthReport(
             not_ready=[] if extractor.ready else ["providers not started"],
             providers=chain.provider_states(),
@@ -51,6 +52,7 @@ def build_service(settings: FacetsSettings) -> Service:
                 "provider_order": extractor.providers(),
                 "facets": [d.name for d in extractor.definitions()],
                 "providers_ready": extractor.ready,
+                "response_formats": chain.response_formats(),
             },
         )
 

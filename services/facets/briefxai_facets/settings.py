@@ -12,44 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from briefxai_common.config import ServiceSettings
+from briefxai_common.llm import LLMEndpointSettings
 
 from .definitions import BUILTIN_NAMES, FacetDefinition, FacetType
 from .language import DEFAULT_LANGUAGES, languages_from_codes
 
 
-class OpenAIProviderSettings(BaseModel):
-    """An OpenAI-compatible chat API (OpenAI, Azure-compatible gateways, Ollama, vLLM, llama.cpp server)."""
+class OpenAIProviderSettings(LLMEndpointSettings):
+    """An OpenAI-compatible chat API (OpenAI, Azure-compatible gateways, Ollama, vLLM, llama.cpp server):
+    the shared endpoint settings (:class:`~briefxai_common.llm.LLMEndpointSettings`) and the facets' own."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field(
-        default="https://api.openai.com/v1",
-        pattern=r"^https?://[^/?#\s]+",
-        description="API root (http:// or https://), ending in /v1 for most servers.",
-    )
-    model: str = Field(default="gpt-4o-mini", min_length=1, description="Chat model name.")
-    api_key_env: str = Field(
-        default="OPENAI_API_KEY",
-        description="Environment variable holding the API key (unset: local servers).",
-    )
-    timeout_seconds: float = Field(default=30.0, gt=0, description="Per HTTP request.")
-    max_attempts: int = Field(
-        default=3, ge=1, le=10, description="Tries per conversation (errors, 429, bad JSON)."
-    )
-    backoff_initial_seconds: float = Field(
-        default=0.5, ge=0, description="First retry wait; doubles, with jitter."
-    )
-    backoff_max_seconds: float = Field(
-        default=8.0, ge=0, description="Longest wait between tries (also caps Retry-After)."
-    )
-    concurrency: int = Field(
-        default=16, ge=1, le=1024, description="Requests in flight at once, per provider."
-    )
     max_chars: int = Field(
         default=12_000, ge=200, description="Conversation text sent per request is cut to this."
     )
-    temperature: float = Field(default=0.0, ge=0, le=2)
-    max_output_tokens: int = Field(default=800, ge=16, description="max_tokens of each reply.")
     cost_per_1k_input_tokens: float = Field(
         default=0.0,
         ge=0,
@@ -59,11 +34,6 @@ class OpenAIProviderSettings(BaseModel):
         default=0.0,
         ge=0,
         description="Price of 1000 completion tokens, for briefxai_llm_estimated_cost_total (0: not configured).",
-    )
-    response_format: Literal["json_schema", "json_object", "none"] = Field(
-        default="json_schema",
-        description="json_schema (strict schema), json_object (JSON mode), or none (prompt only) for servers "
-        "without structured output.",
     )
 
 
