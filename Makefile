@@ -70,7 +70,7 @@ $(BUF): package.json package-lock.json
 lint: install $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common libs/cli libs/sampledata services tests benchmarks
+	$(BIN)/mypy libs/common libs/cli libs/sampledata libs/report services tests benchmarks
 	$(BIN)/lint-imports
 	$(BUF) lint
 	tag=$$(git describe --tags --abbrev=0 2>/dev/null || true); \

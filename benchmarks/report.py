@@ -255,6 +255,18 @@ def _cause_end_to_end_scaling(results: Row, big: Row) -> str:
     return _join(f"10k: {_phases(small)}", f"100k: {_phases(big)}")
 
 
+def _cause_assign(results: Row, run: Row) -> str:
+    store = run.get("store_seconds") or {}
+    step = float(run.get("assign_step_seconds") or 0.0)
+    written = float(store.get("store_save_revision", 0.0))
+    read = float(store.get("store_load_revision_state", 0.0))
+    return (
+        f"of the step's {step:.2f} s over {len(run.get('calls', []))} calls: the revisions' transactions "
+        f"{written:.2f} s, reading a revision's state (first call, or after another writer) {read:.2f} s; the "
+        f"rest is the nearest centroids (k = {run.get('k')}) and the revisions' counts and distributions"
+    )
+
+
 def _cause_clustering_scaling(results: Row, big: Row) -> str:
     small = clustering_at(results, 10_000)
     assert small is not None
@@ -274,6 +286,7 @@ CAUSES: dict[str, Callable[[Row, Row], str]] = {
     "clustering": _cause_clustering,
     "end_to_end_scaling": _cause_end_to_end_scaling,
     "clustering_scaling": _cause_clustering_scaling,
+    "assign": _cause_assign,
 }
 
 
@@ -463,6 +476,7 @@ def render_markdown(results: Row) -> str:
     out += _real_chats_section(results)
     out += _rss_and_scaling_section(results)
     out += _text_section(results)
+    out += _assign_section(results)
     out += _profile_section(results)
     out += [
         "",
@@ -873,6 +887,61 @@ def _text_section(results: Row) -> list[str]:
                 f"{r['ami_k_labels']:.3f} ± {r['ami_k_labels_sd']:.3f}",
             ]
             for r in text["rows"]
+        ],
+    )
+    return out
+
+
+def _assign_section(results: Row) -> list[str]:
+    run = results.get("assign")
+    if not run:
+        return []
+    out = [
+        "",
+        "## 8. New conversations into an existing analysis",
+        "",
+        f"AssignConversations on the embedded defaults: an analysis of {run['base_conversations']:,} sample "
+        f"conversations (k = {run['k']}, {run['clusters']} clusters), then {run['conversations']:,} new sample "
+        f"conversations (another seed) in calls of {run['call_size']:,}, each call a new revision of the "
+        "results. *assignment and store*: the gateway's own timing of that step per call (nearest base "
+        "centroid, the next revision's counts and distributions with the privacy rule, its transaction); "
+        "*whole calls*: as the client saw them, with the facets and embedding of the new conversations. "
+        "The new conversations come from the generator of the analysed ones: *unassigned* is the share the "
+        "threshold (the 99th percentile of the members' own distances) turned away.",
+        "",
+    ]
+    measured = run.get("measured_by")
+    if measured:
+        out[-2] += (
+            f" This section was measured on its own by `{measured['command']}` ({measured['started_at']}) "
+            "and added to this run's results."
+        )
+    out += _table(
+        [
+            "conversations",
+            "calls",
+            "assignment and store s",
+            "assignment and store conv/s",
+            "whole calls s",
+            "whole calls conv/s",
+            "centroids (once) s",
+            "threshold",
+            "unassigned",
+            "replay s",
+        ],
+        [
+            [
+                f"{run['conversations']:,}",
+                len(run["calls"]),
+                _num(run["assign_step_seconds"], 3),
+                f"**{_num(run['conversations_per_second'])}**",
+                _num(run["calls_seconds"], 2),
+                _num(run["calls_conversations_per_second"]),
+                _num(run["centroid_seconds"], 3),
+                _num(run["max_distance"], 3),
+                f"{run['unassigned']:,} ({_num(run['unassigned_percent'], 2)}%)",
+                _num(run["replay_seconds"], 3) + (" (same answer)" if run.get("replay_same_answer") else ""),
+            ]
         ],
     )
     return out

@@ -10,9 +10,10 @@ gateway with every service as a process (streamed vs inline, a re-run on a warm 
 text, several analyses at once, peak RSS per service, scaling), 4b (`e2e-real`) end to end on real human
 chats (the dev set of ``benchmarks.dev_data`` repeated to ~10k on a suite with the embedding cache off;
 reported as not measured, not failed, where the dev set cannot be built), 7 (`text`) what the embedded
-text costs: tokens, speed and cluster quality per embed-text mode and budget. Targets are printed next to
-the figures with, for each one missed, a likely cause from stage timings, CPU seconds per service and
-(when installed) py-spy. Nothing here asserts a timing: the exit status is 0 unless a section fails.
+text costs: tokens, speed and cluster quality per embed-text mode and budget, 8 (`assign`) new
+conversations into an existing analysis (AssignConversations: the assignment and store step, without
+facets and embedding). Targets are printed next to the figures with, for each one missed, a likely
+cause from stage timings, CPU seconds per service and (when installed) py-spy. Nothing here asserts a timing: the exit status is 0 unless a section fails.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from benchmarks.report import evaluate_targets, render_markdown
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
-SECTIONS = ("embedding", "facets", "clustering", "e2e", "e2e-real", "text")
+SECTIONS = ("embedding", "facets", "clustering", "e2e", "e2e-real", "text", "assign")
 FULL_SIZES = (1_000, 10_000, 100_000)
 BACKENDS = ("onnx-int8-static", "onnx-int8", "onnx-fp32", "torch-fp32")
 
@@ -69,6 +70,9 @@ class Plan:
     e2e_real_chats: int = 10_000  # real dev-set chats end to end (repeated past the 2,873 there are)
     text_conversations: int = 2000
     text_seeds: int = 5
+    assign_base: int = 10_000  # the analysis new conversations are assigned to
+    assign_conversations: int = 5_000
+    assign_call_size: int = 1_000
     py_spy: str | None = None
     notes: tuple[str, ...] = ()
 
@@ -89,6 +93,9 @@ SMOKE = Plan(
     e2e_real_chats=300,
     text_conversations=200,
     text_seeds=1,
+    assign_base=200,
+    assign_conversations=200,
+    assign_call_size=100,
 )
 FULL = Plan(mode="full")
 
@@ -306,12 +313,18 @@ def run_sections(plan: Plan, results: dict[str, Any]) -> None:
 
         return embed_text_bench.run(plan.text_conversations, plan.text_seeds, smoke=plan.mode == "smoke")
 
+    def assign() -> Any:
+        from benchmarks import assign_bench
+
+        return assign_bench.run(plan.assign_base, plan.assign_conversations, plan.assign_call_size)
+
     section("embedding", embedding)
     section("facets", facets)
     section("clustering", clustering)
     section("e2e", e2e)
     section("e2e-real", e2e_real)
     section("text", text)
+    section("assign", assign)
     if not results["errors"]:
         del results["errors"]
 

@@ -30,6 +30,7 @@ E2E_VS_EMBEDDING = 80.0  # % of the embedding backend's in-process throughput
 LLM_BOUND_PERCENT = 90.0
 RSS_LIMIT_MIB = 1.5e9 / 2**20  # the 1.5 GB (1,430.5 MiB), all services together
 CLUSTERING_100K_SECONDS = 30.0
+ASSIGN_TARGET_RATE = 1000.0  # new conversations/s into an analysis, assignment and store step only
 SCALING_LIMIT = 11.0
 REAL_CHATS_KEY = "e2e-real"  # the results key of the real-chat run (the section's name)
 
@@ -154,6 +155,21 @@ TARGETS: tuple[Target, ...] = (
         cause="clustering",
         not_run="100k not run",
         not_run_name="clustering 100k x 384",
+    ),
+    Target(
+        name="assigning new conversations (assignment and store, without facets and embedding)",
+        metric="assign.conversations_per_second",
+        compare=">=",
+        threshold=ASSIGN_TARGET_RATE,
+        unit="conv/s",
+        goal="{compare} {threshold:,g} {unit}",
+        measured=(
+            "{value:,.0f} {unit} ({row[conversations]:,} onto an analysis of {row[base_conversations]:,} in calls "
+            "of {row[call_size]:,}; whole calls with facets and embedding {row[calls_conversations_per_second]:,.1f} "
+            "{unit})"
+        ),
+        cause="assign",
+        not_run="not run",
     ),
     Target(
         name="end-to-end time(100k)/time(10k)",

@@ -4,6 +4,7 @@ side port (/health, /readyz, /livez, /metrics, /debug/profile), graceful stop, e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, ClassVar
 
 import grpc
 import pytest
+from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic_settings import SettingsConfigDict
 
@@ -279,3 +281,24 @@ async def test_metrics_off_and_profiling_on() -> None:
 
 async def test_profile_is_not_served_unless_enabled(running: RunningService) -> None:
     assert (await asyncio.to_thread(http_get, running.http_port, "/debug/profile?seconds=0.05"))[0] == 404
+
+
+async def test_a_service_adds_routes_to_the_http_side_port() -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text=f"hello {request.match_info['name']}")
+
+    async def shadow(_: web.Request) -> web.Response:
+        return web.Response(text="not the real health")
+
+    service = dataclasses.replace(
+        build(), http_routes=[web.get("/hello/{name}", hello), web.get("/health", shadow)]
+    )
+    running = await start_service(service)
+    try:
+        assert await asyncio.to_thread(http_get, running.http_port, "/hello/probe") == (200, b"hello probe")
+        # The side port's own routes come first: an extra route does not replace them.
+        status, health = await get_json(running.http_port, "/health")
+        assert status == 200 and health["service"] == "probe"
+        assert (await asyncio.to_thread(http_get, running.http_port, "/nothing"))[0] == 404
+    finally:
+        await running.stop(grace=0)

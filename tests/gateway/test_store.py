@@ -28,6 +28,7 @@ from briefxai_gateway.models import (
     Stage,
 )
 from briefxai_gateway.store import DuplicateRequestId, Store, StoreInconsistent
+from tests.support.migrations import store_at
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_sqlite_file_uses_wal_and_migrations_match_the_schema(store: Store, tmp_
     assert path.exists()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     assert diff == []
@@ -69,23 +70,14 @@ def test_sqlite_file_uses_wal_and_migrations_match_the_schema(store: Store, tmp_
 
 def test_an_analysis_stored_at_revision_0001_reads_after_the_upgrade(tmp_path: Path) -> None:
     """0001 rows have no error code and stored 0 for "the clustering service's default"."""
-    from alembic import command
-    from alembic.config import Config
-
-    from briefxai_gateway.store.engine import MIGRATIONS_DIR
-
-    db = Store(f"sqlite:///{tmp_path}/old.db")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
-        connection.exec_driver_sql(
-            "INSERT INTO analyses (id, tenant_id, state, options, conversation_count, batch_size, create_time, "
-            "update_time, error, upload_complete) VALUES ('old', 'default', 'failed', "
-            '\'{"k": 0, "hierarchy_depth": 0, "min_cluster_size": 0, "min_distinct_users": 4, '
-            "\"seed\": 3}', 0, 2, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'down', 1)"
-        )
+    db = store_at(
+        f"sqlite:///{tmp_path}/old.db",
+        "0001",
+        "INSERT INTO analyses (id, tenant_id, state, options, conversation_count, batch_size, create_time, "
+        "update_time, error, upload_complete) VALUES ('old', 'default', 'failed', "
+        '\'{"k": 0, "hierarchy_depth": 0, "min_cluster_size": 0, "min_distinct_users": 4, '
+        "\"seed\": 3}', 0, 2, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'down', 1)",
+    )
     db.migrate()
     old = db.get_analysis("old")
     db.close()

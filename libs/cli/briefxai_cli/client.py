@@ -299,15 +299,21 @@ class GatewayClient:
     def delete(self, id: str) -> None:
         self.stub.DeleteAnalysis(gateway_pb2.DeleteAnalysisRequest(id=analysis_id(id)), timeout=self.timeout)
 
-    def results(self, id: str, page_size: int = RESULTS_PAGE_SIZE) -> gateway_pb2.GetAnalysisResultsResponse:
-        """Every page of the results merged into one response (clusters from the first page)."""
+    def results(
+        self, id: str, page_size: int = RESULTS_PAGE_SIZE, revision: int | None = None
+    ) -> gateway_pb2.GetAnalysisResultsResponse:
+        """Every page of the results merged into one response (clusters from the first page);
+        ``revision``: that revision of the results (None: the newest)."""
         merged = gateway_pb2.GetAnalysisResultsResponse()
         token = ""
         first = True
         seen_tokens: set[str] = set()
         while True:
             request = gateway_pb2.GetAnalysisResultsRequest(
-                id=analysis_id(id), page_size=page_size, page_token=token
+                id=analysis_id(id),
+                page_size=page_size,
+                page_token=token,
+                revision=revision if first else None,  # later pages: the token carries it
             )
             page = self.stub.GetAnalysisResults(request, timeout=self.timeout)
             if first:
@@ -325,6 +331,24 @@ class GatewayClient:
             seen_tokens.add(token)
         merged.next_page_token = ""
         return merged
+
+    def clusters(self, id: str, revision: int | None = None) -> gateway_pb2.GetAnalysisResultsResponse:
+        """The first page of a revision of the results: the tree and the counts, one conversation."""
+        request = gateway_pb2.GetAnalysisResultsRequest(id=analysis_id(id), page_size=1, revision=revision)
+        return self.stub.GetAnalysisResults(request, timeout=self.timeout)
+
+    # -- assigning ----------------------------------------------------------------------------------
+
+    def assign(
+        self, id: str, records: Sequence[ConversationRecord], *, request_id: str | None = None
+    ) -> gateway_pb2.AssignConversationsResponse:
+        """New conversations into a finished analysis (a new revision of its results)."""
+        request = gateway_pb2.AssignConversationsRequest(
+            id=analysis_id(id),
+            conversations=[to_proto(record) for record in records],
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        return self.stub.AssignConversations(request, timeout=max(self.timeout, 600.0))
 
     def performance_report(
         self, window_seconds: float | None = None

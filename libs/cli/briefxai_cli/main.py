@@ -40,6 +40,7 @@ from briefxai_cli.client import (
 )
 from briefxai_cli.inputs import ConversationRecord, InputFileError, InputResult, read_conversations
 from briefxai_cli.supervisor import BASE_PORT_ENV, ServicePlan, Suite, SupervisorError, describe, plan_suite
+from briefxai_report import ReportError, write_report
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -111,6 +112,15 @@ def gateway_option(func: Callable[P, R]) -> Callable[P, R]:
     )(func)
 
 
+input_format_option = click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(["jsonl", "json", "csv"]),
+    default=None,
+    help="Input format; default: from the extension or content.",
+)
+
+
 def analysis_options(func: Callable[P, R]) -> Callable[P, R]:
     decorators = [
         click.option(
@@ -156,13 +166,7 @@ def analysis_options(func: Callable[P, R]) -> Callable[P, R]:
         ),
         click.option("--facets", default="", help="Comma-separated facet names; default: all."),
         click.option("--name", "display_name", default="", help="Display name shown in listings."),
-        click.option(
-            "--format",
-            "input_format",
-            type=click.Choice(["jsonl", "json", "csv"]),
-            default=None,
-            help="Input format; default: from the extension or content.",
-        ),
+        input_format_option,
         click.option("--stream", is_flag=True, help="Always upload with client streaming (UploadAnalysis)."),
     ]
     for decorator in reversed(decorators):
@@ -430,6 +434,47 @@ def write_results(directory: Path, results: gateway_pb2.GetAnalysisResultsRespon
     return path
 
 
+# -- assign -----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("analysis_id", metavar="ID")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@input_format_option
+@click.option("--strict", is_flag=True, help="Send nothing when any record is invalid.")
+@click.option(
+    "--request-id",
+    default=None,
+    help="Idempotency key: the same key again returns the first answer and adds no revision "
+    "(default: a new key).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the AssignConversationsResponse as JSON.")
+@gateway_option
+@handle_errors
+def assign(
+    analysis_id: str,
+    file: Path,
+    input_format: str | None,
+    strict: bool,
+    request_id: str | None,
+    as_json: bool,
+    gateway: str,
+) -> None:
+    """Assign the conversations of FILE to the clusters of finished analysis ID: a new revision of its
+    results (the tree stays as it is; earlier revisions stay readable)."""
+    result = read_input(file, input_format, strict)
+    with GatewayClient(gateway) as client:
+        try:
+            response = client.assign(analysis_id, result.records, request_id=request_id)
+        except grpc.RpcError as error:
+            raise CliError(describe_rpc_error(error, result.records)) from error
+        if as_json:
+            click.echo(json.dumps(to_json(response), indent=2, ensure_ascii=False))
+            return
+        page = client.clusters(analysis_id, response.revision)
+    con.print(render.assignment_summary(response, page))
+
+
 # -- managing analyses ------------------------------------------------------------------------------
 
 
@@ -456,15 +501,64 @@ def status(analysis_id: str, as_json: bool, gateway: str) -> None:
     default=None,
     help=f"Directory for analysis.json; default {DEFAULT_RESULTS_DIR}/<ID>.",
 )
+@click.option(
+    "--revision",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Revision of the results (0: the analysis's own; `assign` adds one each); default: the newest.",
+)
 @gateway_option
 @handle_errors
-def results(analysis_id: str, out: Path | None, gateway: str) -> None:
+def results(analysis_id: str, out: Path | None, revision: int | None, gateway: str) -> None:
     """Fetch all results of a finished analysis into analysis.json and print the cluster tree."""
     with GatewayClient(gateway) as client:
-        response = client.results(analysis_id)
+        response = client.results(analysis_id, revision=revision)
     path = write_results(out or DEFAULT_RESULTS_DIR / response.analysis.id, response)
     con.print(render.cluster_tree(response))
     con.print(f"results: {path}", highlight=False)
+
+
+@cli.command()
+@click.argument("analysis_id", metavar="[ID]", required=False)
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Render an analysis.json saved by `analyze` or `results` instead of fetching ID (offline).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"HTML file to write; default {DEFAULT_RESULTS_DIR}/<ID>/report.html, or report.html next to "
+    "the --from file.",
+)
+@gateway_option
+@handle_errors
+def report(analysis_id: str | None, source: Path | None, out: Path | None, gateway: str) -> None:
+    """Write one self-contained HTML report of a finished analysis: the map, the cluster tree with
+    facet charts, the options, timings and what the privacy rule withheld."""
+    if (analysis_id is None) == (source is None):
+        raise click.UsageError("give an analysis ID or --from FILE (one of them)")
+    if source is not None:
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CliError(f"cannot read {source}: {error}") from error
+        target = out or source.with_name("report.html")
+    else:
+        with GatewayClient(gateway) as client:
+            response = client.results(str(analysis_id))
+        data = to_json(response)
+        target = out or DEFAULT_RESULTS_DIR / response.analysis.id / "report.html"
+    try:
+        path = write_report(data, target)
+    except ReportError as error:
+        raise CliError(f"{source or analysis_id}: {error}") from error
+    except OSError as error:
+        raise CliError(f"cannot write {target}: {error}") from error
+    con.print(f"report: {path}", highlight=False)
 
 
 @cli.command(name="list")

@@ -112,11 +112,15 @@ def cluster_tree(results: gateway_pb2.GetAnalysisResultsResponse, title: str | N
             children.setdefault(cluster.parent_id, []).append(cluster.id)
         else:
             roots.append(cluster.id)
-    reported = results.total_conversations - results.withheld_conversations
+    unassigned = results.unassigned_conversations
+    reported = results.total_conversations - results.withheld_conversations - unassigned
     label = title or (
         f"[bold]{results.total_conversations} conversations[/] · {reported} in clusters · "
-        f"{results.withheld_conversations} withheld · k={results.k}"
+        f"{results.withheld_conversations} withheld"
+        + (f" · {unassigned} unassigned" if unassigned else "")
+        + f" · k={results.k}"
         + (f" ({results.k_rule})" if results.k_rule else "")
+        + (f" · results revision {results.revision}" if results.revision else "")
     )
     tree = Tree(label)
 
@@ -135,6 +139,77 @@ def cluster_tree(results: gateway_pb2.GetAnalysisResultsResponse, title: str | N
     for root in sorted(roots, key=lambda c: (-clusters[c].size, c)):
         add(tree, root)
     return tree
+
+
+def top_level_of(clusters: Iterable[gateway_pb2.ClusterResult]) -> dict[str, str]:
+    """Each cluster id with the id of the top-level cluster above it (itself when it is one)."""
+    parent = {item.cluster.id: item.cluster.parent_id for item in clusters}
+    top: dict[str, str] = {}
+    for cluster_id in parent:
+        current, seen = cluster_id, {cluster_id}
+        while parent.get(current) and parent[current] in parent and parent[current] not in seen:
+            current = parent[current]
+            seen.add(current)
+        top[cluster_id] = current
+    return top
+
+
+def assignment_summary(
+    response: gateway_pb2.AssignConversationsResponse, page: gateway_pb2.GetAnalysisResultsResponse
+) -> RenderableType:
+    """What AssignConversations did, per top-level cluster of the revision's tree, and in all."""
+    clusters = {item.cluster.id: item.cluster for item in page.clusters}
+    top = top_level_of(page.clusters)
+    assigned: dict[str, int] = {}
+    withheld: dict[str, int] = {}
+    for item in response.assignments:
+        if item.unassigned:
+            continue
+        root = top.get(item.cluster_id, item.cluster_id)
+        assigned[root] = assigned.get(root, 0) + 1
+        if item.withheld:
+            withheld[root] = withheld.get(root, 0) + 1
+    table = Table(title=f"new conversations per top-level cluster (results revision {response.revision})")
+    for column in (
+        "top-level cluster",
+        "assigned",
+        "withheld (privacy)",
+        f"conversations in revision {response.revision}",
+    ):
+        table.add_column(column, justify="left" if column == "top-level cluster" else "right")
+    roots = {root for root in top.values() if root in clusters}
+    for root in sorted(roots, key=lambda r: (-assigned.get(r, 0), -clusters[r].size, r)):
+        cluster = clusters[root]
+        table.add_row(
+            f"{escape(cluster.name or cluster.id)} [dim]\\[{cluster.id}][/]",
+            str(assigned.get(root, 0)),
+            str(withheld.get(root, 0)),
+            str(cluster.size),
+        )
+    lines: list[RenderableType] = [
+        table,
+        Text(
+            f"results revision {response.revision}: {response.assigned_count} assigned, "
+            f"{response.unassigned_count} unassigned (farther than {response.max_distance:.3f} from every "
+            "base cluster)"
+            + (
+                f"; {response.withheld_count} of the assigned withheld until their cluster's new "
+                "conversations reach the privacy threshold"
+                if response.withheld_count
+                else ""
+            )
+            + (
+                f"; {response.released_count} withheld earlier now reported"
+                if response.released_count
+                else ""
+            )
+        ),
+        Text(
+            f"the revision: {page.total_conversations} conversations, {page.withheld_conversations} withheld, "
+            f"{page.unassigned_conversations} unassigned"
+        ),
+    ]
+    return Group(*lines)
 
 
 def analysis_summary(analysis: gateway_pb2.Analysis) -> RenderableType:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from briefxai_common import metrics, tracing
@@ -48,6 +49,9 @@ class Service:
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
     health_info: HealthSource | None = None
+    # Extra routes of the HTTP side port (``aiohttp.web.get(path, handler)``, ...), next to /health,
+    # /livez, /readyz and /metrics.
+    http_routes: Sequence[web.AbstractRouteDef] = ()
 
 
 def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
@@ -198,6 +202,7 @@ async def start_service(service: Service) -> RunningService:
         monitor.assess,
         metrics_enabled=settings.metrics_enabled,
         profiling_enabled=settings.performance.enable_profiling,
+        routes=service.http_routes,
     )
     running = RunningService(service, server, health_servicer, names, grpc_port, http)
     await running.set_serving(False)

@@ -9,6 +9,9 @@
 - ``/metrics``: 404 when ``metrics_enabled`` is off.
 - ``/debug/profile?seconds=N`` (``performance.enable_profiling``): cProfile of the event-loop thread
   for N seconds (default 10, at most 60), the 40 costliest functions by cumulative time, as text.
+
+A service adds routes of its own with ``Service(..., http_routes=[web.get(path, handler), ...])`` (the
+gateway's ``/analyses/{id}/report``); they are added after the ones above, which they cannot replace.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import cProfile
 import io
 import pstats
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -37,8 +40,10 @@ class HttpSidePort:
         metrics_enabled: bool = True,
         profiling_enabled: bool = False,
         registry: CollectorRegistry = REGISTRY,
+        routes: Sequence[web.AbstractRouteDef] = (),
     ) -> None:
         self._assess = assess
+        self._routes = list(routes)
         self._metrics_enabled = metrics_enabled
         self._profiling_enabled = profiling_enabled
         self._profiling = False
@@ -55,6 +60,7 @@ class HttpSidePort:
         app.router.add_get("/readyz", self._readyz)
         if self._profiling_enabled:
             app.router.add_get("/debug/profile", self._profile)
+        app.router.add_routes(self._routes)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

@@ -10,6 +10,10 @@ Where things are:
   over ``intake.py`` (option resolution), ``uploads.py`` (streamed batches), ``scheduler.py``
   (admission, queue, resume at startup) and ``paging.py`` (page sizes and tokens).
 - ``store/`` / ``schema.py`` / ``migrations/``: SQLAlchemy Core data access, tables, Alembic scripts.
+- ``assigner.py``: AssignConversations, new conversations into a finished analysis as a new revision of
+  its results, over ``batching.py`` (facets and embeddings batch by batch, shared with the pipeline),
+  ``centroids.py`` (nearest base cluster, the threshold) and ``revisions.py`` (what a revision
+  reports, the privacy rule on what it adds).
 - ``distributions.py``: facet distributions per cluster; ``progress.py``: current stage, live rate
   and ETA; ``analysis_warnings.py``: warnings as people read them.
 - ``concurrency.py``: ``in_thread``, blocking store calls from async code.

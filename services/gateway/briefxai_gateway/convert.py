@@ -30,9 +30,11 @@ from .models import (
     FacetType,
     FacetValue,
     RequestedOptions,
+    ResultsPage,
     Stage,
 )
 from .performance import MemoryReport, PerformanceReport, RpcReport, StageReport
+from .revisions import AssignOutcome
 
 STATE_TO_PB = {
     AnalysisState.PENDING: gateway_pb2.ANALYSIS_STATE_PENDING,
@@ -153,6 +155,7 @@ def analysis_to_pb(analysis: Analysis) -> gateway_pb2.Analysis:
         stage=STAGE_TO_PB[analysis.stage],
         stages=stage_progress_to_pb(analysis),
         warnings=analysis.warnings,
+        results_revision=analysis.results_revision,
     )
 
 
@@ -248,12 +251,52 @@ def conversation_result_to_pb(item: ConversationResult) -> gateway_pb2.Conversat
         facets=[facet_value_to_pb(v) for v in item.facets],
         cluster_id=item.cluster_id,
         withheld=item.withheld,
+        revision=item.revision,
+        distance=item.distance,
+        unassigned=item.unassigned,
     )
     if item.point is not None:
         message.point.CopyFrom(
             common_pb2.MapPoint(conversation_id=item.conversation_id, x=item.point[0], y=item.point[1])
         )
     return message
+
+
+def results_page_to_pb(page: ResultsPage) -> gateway_pb2.GetAnalysisResultsResponse:
+    """One page of GetAnalysisResults (the servicer's answer, and the gateway's HTML report's data)."""
+    return gateway_pb2.GetAnalysisResultsResponse(
+        analysis=analysis_to_pb(page.analysis),
+        clusters=[cluster_result_to_pb(c) for c in page.clusters],
+        conversations=[conversation_result_to_pb(c) for c in page.conversations],
+        next_page_token=page.next_page_token,
+        total_conversations=page.total_conversations,
+        withheld_conversations=page.withheld_conversations,
+        k=page.k,
+        k_rule=page.k_rule,
+        revision=page.revision,
+        unassigned_conversations=page.unassigned_conversations,
+    )
+
+
+def assign_outcome_to_pb(outcome: AssignOutcome) -> gateway_pb2.AssignConversationsResponse:
+    return gateway_pb2.AssignConversationsResponse(
+        revision=outcome.revision,
+        assignments=[
+            gateway_pb2.ConversationAssignment(
+                conversation_id=a.conversation_id,
+                cluster_id=a.cluster_id,
+                distance=a.distance,
+                unassigned=a.unassigned,
+                withheld=a.withheld,
+            )
+            for a in outcome.assignments
+        ],
+        max_distance=outcome.max_distance,
+        assigned_count=outcome.assigned_count,
+        unassigned_count=outcome.unassigned_count,
+        withheld_count=outcome.withheld_count,
+        released_count=outcome.released_count,
+    )
 
 
 def clustering_header_to_pb(data: ClusteringInput, dim: int) -> clustering_pb2.StreamClusterEmbeddingsRequest:

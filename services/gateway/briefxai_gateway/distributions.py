@@ -9,13 +9,15 @@
   * anything else (turn counts): powers of two, ``"0"``, ``"1"``, ``"2-3"``, ``"4-7"``, ...
 - Failed values are left out. A cluster's distribution covers the reported conversations under it:
   base clusters count their own, higher levels add up their children.
+- A later revision of the results (AssignConversations) counts the conversations it adds with
+  ``build(..., counted=...)`` (the facets the analysis counts) and adds them with :func:`merge`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .models import ClusterNode, FacetDefinition, FacetDistribution, FacetType
@@ -104,8 +106,13 @@ class DistributionBuilder:
             return definition.type is FacetType.NUMBER
         return observed_numbers
 
-    def build(self, clusters: Sequence[ClusterNode]) -> dict[str, list[FacetDistribution]]:
-        """Distributions for every cluster of the tree (higher levels sum their children)."""
+    def build(
+        self, clusters: Sequence[ClusterNode], counted: Collection[str] | None = None
+    ) -> dict[str, list[FacetDistribution]]:
+        """Distributions for every cluster of the tree (higher levels sum their children).
+
+        ``counted``: exactly these facets are counted, however many labels they have here (the facets
+        the analysis's own distributions count, when these values are added to them)."""
         labels: dict[str, set[str]] = {}
         has_numbers: set[str] = set()
         for _, facet, value in self._raw:
@@ -120,6 +127,8 @@ class DistributionBuilder:
             is_enum = definition is not None and definition.type is FacetType.ENUM
             if facet not in numeric and not is_enum and len(seen) > MAX_TEXT_LABELS:
                 skipped.add(facet)
+        if counted is not None:
+            skipped = {*labels, *has_numbers} - set(counted)
         own: dict[str, dict[str, _Accumulator]] = {}
         for (cluster_id, facet, value), count in self._raw.items():
             if facet in skipped:
@@ -173,3 +182,24 @@ class DistributionBuilder:
                 distributions.append(FacetDistribution(facet=facet, counts=counts, mean=mean))
             result[cluster.id] = distributions
         return result
+
+
+def merge(
+    earlier: Sequence[FacetDistribution], added: Sequence[FacetDistribution]
+) -> list[FacetDistribution]:
+    """One cluster's distributions with ``added`` counted in (counts summed, means weighted by their
+    counts: a number facet's counts sum to the values its mean is over), by facet name."""
+    merged = {d.facet: FacetDistribution(d.facet, dict(d.counts), d.mean) for d in earlier}
+    for item in added:
+        current = merged.get(item.facet)
+        if current is None:
+            merged[item.facet] = FacetDistribution(item.facet, dict(item.counts), item.mean)
+            continue
+        n_earlier = sum(current.counts.values()) if current.mean is not None else 0
+        n_added = sum(item.counts.values()) if item.mean is not None else 0
+        for label, count in item.counts.items():
+            current.counts[label] = current.counts.get(label, 0) + count
+        if n_earlier + n_added:
+            total = (current.mean or 0.0) * n_earlier + (item.mean or 0.0) * n_added
+            current.mean = total / (n_earlier + n_added)
+    return [merged[facet] for facet in sorted(merged)]

@@ -3,7 +3,8 @@ results. No gRPC here; ``servicer.py`` translates.
 
 A façade over the parts that do the work: ``intake.py`` (option resolution, inline checks),
 ``uploads.py`` (streamed batches), ``scheduler.py`` (admission, queue, resume at startup),
-``paging.py`` (page sizes and tokens), the store and the live progress hub.
+``paging.py`` (page sizes and tokens), ``assigner.py`` (AssignConversations: revisions of the
+results), the store and the live progress hub.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from briefxai_common.errors import AlreadyExists, FailedPrecondition, InvalidArg
 from briefxai_common.logging import get_logger
 
 from . import metrics
+from .assigner import Assigner
 from .concurrency import in_thread
 from .downstream import Downstreams
 from .intake import Intake, RequestedOptions
 from .models import Analysis, AnalysisState, Conversation, ResultsPage, Stage, WatchUpdate
-from .paging import list_next_token, list_window, results_page, results_window
+from .paging import list_next_token, list_window, results_cursor, results_page, results_window
 from .pipeline import Pipeline
 from .progress import ProgressHub
+from .revisions import AssignOutcome
 from .scheduler import Scheduler
 from .settings import GatewaySettings
 from .store import DuplicateRequestId, Store
@@ -55,6 +58,7 @@ class AnalysisManager:
         self.pipeline = Pipeline(settings, store, clients, self.hub)
         self.intake = Intake(settings, clients, self.limits)
         self.scheduler = Scheduler(settings, store, self.pipeline)
+        self.assigner = Assigner(settings, store, clients, self.limits)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -232,21 +236,58 @@ class AnalysisManager:
         await self.scheduler.withdraw(analysis.id)
         if not await in_thread(self.store.delete_analysis, analysis.id):
             raise NotFound(f"analysis {analysis.id!r} not found")
+        self.assigner.forget(analysis.id)
         self.hub.notify(analysis.id)
         log.info("analysis_deleted", analysis_id=analysis.id)
 
     # -- results ---------------------------------------------------------------------------------
 
-    async def results(self, analysis_id: str, page_size: int, page_token: str) -> ResultsPage:
+    async def results(
+        self, analysis_id: str, page_size: int, page_token: str, revision: int | None = None
+    ) -> ResultsPage:
+        """One page of ``revision`` of the results (None: the newest; a page token continues its own)."""
         analysis = await self.get(analysis_id)
         if analysis.state is not AnalysisState.SUCCEEDED:
             raise FailedPrecondition(
                 f"analysis {analysis.id!r} is {analysis.state.value.upper()}; results exist once it has SUCCEEDED"
             )
-        start, end = results_window(analysis, page_size, page_token)
-        clusters = await in_thread(self.store.load_clusters, analysis.id) if not page_token else []
-        rows = await in_thread(self.store.load_result_rows, analysis.id, start, end)
-        return results_page(analysis, clusters, rows, end)
+        _, continued = results_cursor(analysis, page_token)
+        if continued is not None and revision is not None and continued != revision:
+            raise InvalidArgument(
+                "revision", f"the page token continues revision {continued}, not {revision}; leave it unset"
+            )
+        chosen = continued if continued is not None else revision
+        chosen = analysis.results_revision if chosen is None else chosen
+        summary = None
+        if chosen <= analysis.results_revision:
+            summary = await in_thread(self.store.revision_summary, analysis.id, chosen)
+        if summary is None:
+            raise InvalidArgument(
+                "page_token" if continued is not None else "revision",
+                f"analysis {analysis.id!r} has revisions 0..{analysis.results_revision}",
+            )
+        start, end = results_window(analysis, page_size, page_token, summary.total)
+        clusters = await in_thread(self.store.load_clusters_at, analysis.id, chosen) if not page_token else []
+        own_end = min(end, analysis.conversation_count)
+        rows = (
+            await in_thread(self.store.load_result_rows, analysis.id, start, own_end)
+            if start < own_end
+            else []
+        )
+        added = []
+        if end > analysis.conversation_count:
+            first = max(start, analysis.conversation_count)
+            added = await in_thread(self.store.load_added_results, analysis.id, chosen, first, end)
+        return results_page(analysis, clusters, rows, end, added=added, summary=summary)
+
+    # -- assign ------------------------------------------------------------------------------------
+
+    async def assign(
+        self, analysis_id: str, conversations: Sequence[Conversation], request_id: str
+    ) -> AssignOutcome:
+        """New conversations into a SUCCEEDED analysis as a new revision of its results (``assigner.py``)."""
+        analysis = await self.get(analysis_id)
+        return await self.assigner.assign(analysis, conversations, request_id)
 
     # -- health ------------------------------------------------------------------------------------
 

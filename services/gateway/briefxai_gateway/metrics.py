@@ -5,7 +5,8 @@
 - ``briefxai_conversations_processed_total{stage}``: conversations through ``facets``, ``embed``,
   ``cluster``, ``store`` (resumed batches that were already done are not counted again).
 - ``briefxai_stage_seconds{stage}``: seconds per unit of work: one batch for ``facets``/``embed``,
-  one analysis for ``validate``, ``cluster`` and ``store``.
+  one analysis for ``validate``, ``cluster`` and ``store``; one AssignConversations call for
+  ``assign`` (its assignment and store step), one analysis's base centroids for ``centroids``.
 - ``briefxai_analyses_running``: analyses whose pipeline is running in this process.
 - ``briefxai_analyses_queued``: analyses waiting for a slot (the queue depth), read at scrape time.
 - ``briefxai_downstream_retries_total{service}``: retried downstream attempts (``service``: the

@@ -199,6 +199,8 @@ class Analysis:
     k: int = 0
     k_rule: str = ""
     withheld_count: int = 0
+    # The newest revision of the results (AssignConversations adds one each; 0: the analysis's own).
+    results_revision: int = 0
 
     def stage_progress(self) -> list[StageProgress]:
         return [self.progress.get(stage, StageProgress(stage, 0, 0)) for stage in STAGES]
@@ -295,6 +297,11 @@ class ConversationResult:
     cluster_id: str
     withheld: bool
     point: tuple[float, float] | None
+    # The results revision that added the conversation (0: the analysis's own) and, for added ones, the
+    # distance to the nearest base centroid and whether that was past the threshold.
+    revision: int = 0
+    distance: float | None = None
+    unassigned: bool = False
 
 
 @dataclass(slots=True)
@@ -307,6 +314,8 @@ class ResultsPage:
     withheld_conversations: int
     k: int
     k_rule: str
+    revision: int = 0
+    unassigned_conversations: int = 0
 
 
 @dataclass(slots=True)

@@ -2,6 +2,8 @@
 
 A token is URL-safe base64 of a small JSON object that names the method it continues (``kind``);
 one this service did not issue, or issued for another method or analysis, is an InvalidArgument.
+A GetAnalysisResults token also names the revision of the results its first page read, so that a
+revision added meanwhile (AssignConversations) never mixes into the pages of an earlier one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .models import (
     FacetValue,
     ResultsPage,
 )
+from .revisions import RevisionSummary
 
 LIST_DEFAULT_PAGE = 20
 LIST_MAX_PAGE = 100
@@ -67,29 +70,51 @@ def list_next_token(next_seq: int | None) -> str:
     return _encode_token({"kind": "list", "before": next_seq}) if next_seq is not None else ""
 
 
-def results_window(analysis: Analysis, page_size: int, page_token: str) -> tuple[int, int]:
-    """The ordinals [start, end) a GetAnalysisResults request for ``analysis`` asks for."""
+def results_cursor(analysis: Analysis, page_token: str) -> tuple[int, int | None]:
+    """(offset, revision) a GetAnalysisResults page token continues; (0, None) without a token. A token
+    issued before revisions existed continues revision 0."""
+    if not page_token:
+        return 0, None
+    payload = _decode_token(page_token)
+    offset = payload.get("offset")
+    revision = payload.get("revision", 0)
+    if (
+        payload.get("kind") != "results"
+        or payload.get("id") != analysis.id
+        or not isinstance(offset, int)
+        or not isinstance(revision, int)
+    ):
+        raise InvalidArgument("page_token", "not a page token of GetAnalysisResults for this analysis")
+    return offset, revision
+
+
+def results_window(
+    analysis: Analysis, page_size: int, page_token: str, total: int | None = None
+) -> tuple[int, int]:
+    """The ordinals [start, end) a GetAnalysisResults request for ``analysis`` asks for, of ``total``
+    conversations (default: the analysis's own)."""
     size = _page_size(page_size, RESULTS_DEFAULT_PAGE, RESULTS_MAX_PAGE)
-    start = 0
-    if page_token:
-        payload = _decode_token(page_token)
-        offset = payload.get("offset")
-        if (
-            payload.get("kind") != "results"
-            or payload.get("id") != analysis.id
-            or not isinstance(offset, int)
-        ):
-            raise InvalidArgument("page_token", "not a page token of GetAnalysisResults for this analysis")
-        if not 0 <= offset <= analysis.conversation_count:
-            raise InvalidArgument("page_token", "page token out of range")
-        start = offset
-    return start, min(analysis.conversation_count, start + size)
+    total = analysis.conversation_count if total is None else total
+    start, _ = results_cursor(analysis, page_token)
+    if not 0 <= start <= total:
+        raise InvalidArgument("page_token", "page token out of range")
+    return start, min(total, start + size)
 
 
 def results_page(
-    analysis: Analysis, clusters: list[ClusterWithFacets], rows: Sequence[ResultRow], end: int
+    analysis: Analysis,
+    clusters: list[ClusterWithFacets],
+    rows: Sequence[ResultRow],
+    end: int,
+    *,
+    added: Sequence[ConversationResult] = (),
+    summary: RevisionSummary | None = None,
 ) -> ResultsPage:
-    """One page of results: the stored ``rows`` up to ordinal ``end``, with the next page's token."""
+    """One page of results: the stored ``rows`` of the analysis's own conversations and the ``added``
+    ones after them, up to ordinal ``end``, with the next page's token. ``summary``: the revision read
+    (None: revision 0)."""
+    if summary is None:
+        summary = RevisionSummary(0, analysis.conversation_count, analysis.withheld_count, 0)
     conversations = [
         ConversationResult(
             conversation_id=conversation_id,
@@ -100,9 +125,10 @@ def results_page(
         )
         for _, conversation_id, row, facets in rows
     ]
+    conversations.extend(added)
     token = (
-        _encode_token({"kind": "results", "id": analysis.id, "offset": end})
-        if end < analysis.conversation_count
+        _encode_token({"kind": "results", "id": analysis.id, "offset": end, "revision": summary.revision})
+        if end < summary.total
         else ""
     )
     return ResultsPage(
@@ -110,8 +136,10 @@ def results_page(
         clusters=clusters,
         conversations=conversations,
         next_page_token=token,
-        total_conversations=analysis.conversation_count,
-        withheld_conversations=analysis.withheld_count,
+        total_conversations=summary.total,
+        withheld_conversations=summary.withheld,
         k=analysis.k,
         k_rule=analysis.k_rule,
+        revision=summary.revision,
+        unassigned_conversations=summary.unassigned,
     )

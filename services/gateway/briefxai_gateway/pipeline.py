@@ -8,8 +8,8 @@ at creation), so memory holds at most ``max_inflight_batches`` batches of raw te
   packed vectors and the (embed, batch) checkpoint are written in one transaction.
 
 Facets and embedding of one batch run side by side, except with ``REQUEST_SUMMARY`` where the
-embedded text is the ``request`` facet. A resumed run skips every (stage, batch) that has a
-checkpoint. Then one ``StreamClusterEmbeddings`` call sends every vector, ``CLUSTER_CHUNK_VECTORS`` at
+embedded text is the ``request`` facet (``batching.py``, shared with AssignConversations). A resumed
+run skips every (stage, batch) that has a checkpoint. Then one ``StreamClusterEmbeddings`` call sends every vector, ``CLUSTER_CHUNK_VECTORS`` at
 a time, each chunk read back from the store (vectors, ids, user ids, naming texts) only when the call
 is ready to send it, so the gateway never holds every vector or string at once. Then clusters (with
 facet distributions), assignments, map points, the last checkpoints and SUCCEEDED are written in one
@@ -26,7 +26,6 @@ a stage are its children, and carry ``x-request-id`` (the analysis id) and ``x-a
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections import Counter
@@ -44,10 +43,11 @@ from briefxai_common.logging import get_logger
 from briefxai_common.memory import release_free_memory
 
 from . import metrics
+from .batching import FacetValues, bounded, facets_and_embedding, text_budget, texts_to_embed
 from .concurrency import in_thread
 from .distributions import DistributionBuilder
 from .downstream import DownstreamError, Downstreams
-from .embed_text import TextBudget, char_budget, embed_text, naming_text
+from .embed_text import TextBudget, naming_text
 from .languages import flag_languages
 from .models import (
     Analysis,
@@ -58,7 +58,6 @@ from .models import (
     ClusteringInput,
     ClusteringOutput,
     Conversation,
-    EmbedTextMode,
     FacetDefinition,
     FacetValue,
     Stage,
@@ -82,27 +81,6 @@ class PipelineError(Exception):
     def __init__(self, message: str, code: str = "INTERNAL") -> None:
         super().__init__(message)
         self.code = code
-
-
-def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The most telling exception of a task group: a downstream failure first, then anything else."""
-    flat: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        else:
-            flat.append(error)
-
-    walk(group)
-    for error in flat:
-        if isinstance(error, DownstreamError):
-            return error
-    for error in flat:
-        if not isinstance(error, asyncio.CancelledError):
-            return error
-    return flat[0] if flat else asyncio.CancelledError()
 
 
 class Pipeline:
@@ -202,8 +180,7 @@ class Pipeline:
         with self._stage(Stage.VALIDATE, analysis) as span:
             definitions = await self._definitions(analysis)
             info = await self.clients.embedding.model_info()
-            tokens = analysis.options.embed_token_budget or self.settings.defaults.embed_token_budget
-            budget = TextBudget(tokens, char_budget(tokens, info.max_chars_per_text))
+            budget = text_budget(analysis.options, self.settings.defaults.embed_token_budget, info)
             span.set_attributes(
                 {"briefxai.facets": [d.name for d in definitions], "briefxai.embedding.model": info.model}
             )
@@ -266,29 +243,19 @@ class Pipeline:
                 "analysis_resumed", analysis_id=analysis.id, batches_done=batches - len(todo), batches=batches
             )
         facet_names = facets_to_extract(analysis.options)
-        slots = asyncio.Semaphore(self.settings.max_inflight_batches)
 
         async def one(batch: int) -> None:
-            try:
-                await self._batch(
-                    analysis,
-                    live,
-                    batch,
-                    need_facets=batch not in done[Stage.FACETS],
-                    need_embed=batch not in done[Stage.EMBED],
-                    facet_names=facet_names,
-                    budget=budget,
-                )
-            finally:
-                slots.release()
+            await self._batch(
+                analysis,
+                live,
+                batch,
+                need_facets=batch not in done[Stage.FACETS],
+                need_embed=batch not in done[Stage.EMBED],
+                facet_names=facet_names,
+                budget=budget,
+            )
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for batch in todo:
-                    await slots.acquire()
-                    group.create_task(one(batch))
-        except BaseExceptionGroup as errors:
-            raise _first_error(errors) from None
+        await bounded(todo, self.settings.max_inflight_batches, one)
 
     async def _batch(
         self,
@@ -307,24 +274,23 @@ class Pipeline:
             raise PipelineError(
                 f"stored conversations {start}..{end} are incomplete ({len(conversations)} found)"
             )
-        if analysis.options.embed_text is EmbedTextMode.REQUEST_SUMMARY:
-            values: list[list[FacetValue]] | None = None
-            if need_facets:
-                values = await self._facets(analysis, live, batch, start, conversations, facet_names)
-            if need_embed:
-                if values is None:
-                    stored = await self._db(self.store.load_facets, analysis.id, start, end)
-                    values = [stored.get(start + i, []) for i in range(end - start)]
-                await self._embed(analysis, live, batch, start, conversations, values, budget)
-            return
-        try:
-            async with asyncio.TaskGroup() as group:
-                if need_facets:
-                    group.create_task(self._facets(analysis, live, batch, start, conversations, facet_names))
-                if need_embed:
-                    group.create_task(self._embed(analysis, live, batch, start, conversations, None, budget))
-        except BaseExceptionGroup as errors:
-            raise _first_error(errors) from None
+
+        async def facets() -> FacetValues:
+            return await self._facets(analysis, live, batch, start, conversations, facet_names)
+
+        async def embed(values: FacetValues | None) -> None:
+            await self._embed(analysis, live, batch, start, conversations, values, budget)
+
+        async def stored_values() -> FacetValues:
+            stored = await self._db(self.store.load_facets, analysis.id, start, end)
+            return [stored.get(start + i, []) for i in range(end - start)]
+
+        await facets_and_embedding(
+            analysis.options.embed_text,
+            facets if need_facets else None,
+            embed if need_embed else None,
+            stored_values,
+        )
 
     async def _facets(
         self,
@@ -364,15 +330,7 @@ class Pipeline:
     ) -> None:
         began = time.perf_counter()
         with self._stage(Stage.EMBED, analysis, batch, len(conversations)) as span:
-            mode = analysis.options.embed_text
-            texts: list[str] = []
-            fallbacks = 0
-            for index, conversation in enumerate(conversations):
-                chosen = embed_text(
-                    conversation, mode, budget.chars, values[index] if values is not None else ()
-                )
-                texts.append(chosen.text)
-                fallbacks += int(chosen.fallback)
+            texts, fallbacks = texts_to_embed(conversations, analysis.options.embed_text, budget, values)
             span.set_attribute("briefxai.embed.max_tokens", budget.tokens)
             embedded = await self.clients.embedding.embed(texts, budget.tokens)
             span.set_attributes(

@@ -4,6 +4,12 @@ Every row carries ``tenant_id`` and ``analysis_id``; deleting an analysis delete
 table (``Store.delete_analysis``), and the foreign keys cascade as a second line of defence. The
 performance history (``performance_samples``, ``performance_runs``, migration 0003) belongs to no
 analysis: it names none, and is deleted by age (``performance.retention_hours``).
+
+Revisions of the results (migration 0004, AssignConversations): revision 0 is what the pipeline stored
+(``clusters``, ``assignments``); each later one has a ``revisions`` row, every cluster's counts and
+distributions in ``revision_clusters``, and the conversations it added in ``conversations`` and
+``facet_values`` (ordinals after the analysis's own, in revision order) with their nearest base cluster
+in ``added_assignments``. ``assignment_centroids`` keeps the base clusters' centroids, computed once.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ analyses = Table(
     Column("result_meta", Text, nullable=True),
     # False while a client stream is still uploading; such analyses are invisible and never run.
     Column("upload_complete", Boolean, nullable=False, default=True),
+    # The newest revision of the results (migration 0004): 0 until AssignConversations adds one. A new
+    # revision is written only where this is still the revision it was computed from.
+    Column("results_revision", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("tenant_id", "request_id", name="uq_analyses_tenant_request"),
 )
 Index("ix_analyses_tenant_seq", analyses.c.tenant_id, analyses.c.seq)
@@ -149,6 +158,81 @@ checkpoints = Table(
     Column("create_time", DateTime(timezone=True), nullable=False),
 )
 
+# One row per revision of the results after the first (0 is the pipeline's own and has none).
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("analysis_id", String(64), _analysis_fk(), primary_key=True),
+    Column("revision", Integer, primary_key=True, autoincrement=False),
+    Column("tenant_id", String(64), nullable=False),
+    # The AssignConversations idempotency key, unique per analysis; NULL when none was given.
+    Column("request_id", String(128), nullable=True),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    # Conversations in this revision: the analysis's own and every added one up to it.
+    Column("conversation_count", Integer, nullable=False),
+    # Added by this revision, and, in this revision: withheld (the analysis's own and the added ones
+    # held back), unassigned (all added up to it), and released (added earlier, first reported here).
+    Column("added_count", Integer, nullable=False),
+    Column("withheld_count", Integer, nullable=False),
+    Column("unassigned_count", Integer, nullable=False),
+    Column("released_count", Integer, nullable=False),
+    # The distance past which a conversation of this revision was left unassigned.
+    Column("max_distance", Float, nullable=False),
+    UniqueConstraint("tenant_id", "analysis_id", "request_id", name="uq_revisions_tenant_analysis_request"),
+)
+
+# Every cluster of the tree (all levels) as one revision reports it.
+revision_clusters = Table(
+    "revision_clusters",
+    metadata,
+    Column("analysis_id", String(64), _analysis_fk(), primary_key=True),
+    Column("revision", Integer, primary_key=True, autoincrement=False),
+    Column("cluster_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("distinct_users", Integer, nullable=False),
+    # JSON [{facet, counts, mean}], as clusters.facets.
+    Column("facets", Text, nullable=False, default="[]"),
+)
+
+# One row per conversation added by AssignConversations (its ordinal continues the analysis's own).
+added_assignments = Table(
+    "added_assignments",
+    metadata,
+    Column("analysis_id", String(64), _analysis_fk(), primary_key=True),
+    Column("ordinal", Integer, primary_key=True, autoincrement=False),
+    Column("tenant_id", String(64), nullable=False),
+    # The revision that added it.
+    Column("revision", Integer, nullable=False),
+    # The nearest base cluster; "" when unassigned (farther than the threshold).
+    Column("cluster_id", String(64), nullable=False, default=""),
+    # Cosine distance to that cluster's centroid.
+    Column("distance", Float, nullable=False),
+    # The first revision that reports it in its cluster; NULL while the privacy threshold holds it back.
+    Column("released_revision", Integer, nullable=True),
+)
+Index("ix_added_assignments_released", added_assignments.c.analysis_id, added_assignments.c.released_revision)
+
+# The base clusters' centroids (unit vectors) and the distances of their own members to them.
+assignment_centroids = Table(
+    "assignment_centroids",
+    metadata,
+    Column("analysis_id", String(64), _analysis_fk(), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    # The embedding model of the analysis's vectors: new conversations must be embedded by the same.
+    Column("model", String(256), nullable=False, default=""),
+    Column("dim", Integer, nullable=False),
+    # JSON list of the base cluster ids, in the order of the rows of `data`.
+    Column("cluster_ids", Text, nullable=False),
+    # count * dim little-endian float32, row-major.
+    Column("data", LargeBinary, nullable=False),
+    # Members (reported conversations) the centroids were computed from.
+    Column("members", Integer, nullable=False),
+    # JSON: the members' distances to their own centroid at percentiles 0, 1, ..., 100.
+    Column("distance_percentiles", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+)
+
 # One row per sample of a gateway process (``sampler.py``): its RSS and its RPC duration histograms.
 performance_samples = Table(
     "performance_samples",
@@ -184,6 +268,10 @@ Index("ix_performance_runs_tenant_time", performance_runs.c.tenant_id, performan
 
 # Children first: the order in which rows of one analysis are deleted.
 ANALYSIS_TABLES: tuple[Table, ...] = (
+    revision_clusters,
+    added_assignments,
+    revisions,
+    assignment_centroids,
     checkpoints,
     assignments,
     clusters,

@@ -26,6 +26,7 @@ from briefxai_common.health import AVAILABLE, CONNECTED, DEGRADED, DISCONNECTED,
 from .clients import Downstream, GrpcDownstreams
 from .health_watch import DownstreamHealth, HealthWatcher
 from .manager import AnalysisManager
+from .report_route import report_routes
 from .sampler import PerformanceSampler
 from .servicer import SERVICE_NAME, AnalysisServicer
 from .settings import GatewaySettings
@@ -156,6 +157,7 @@ def build_gateway(settings: GatewaySettings) -> tuple[Service, Gateway]:
         start=gateway.start,
         stop=gateway.stop,
         health_info=gateway.health_info,
+        http_routes=report_routes(lambda: gateway.manager),
     )
     return service, gateway
 

@@ -7,24 +7,26 @@ interceptor. Large inline requests are converted off the event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
 
+from briefxai.common.v1 import common_pb2
 from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from briefxai_common.errors import InvalidArgument
 
 from .convert import (
     analysis_to_pb,
-    cluster_result_to_pb,
-    conversation_result_to_pb,
+    assign_outcome_to_pb,
     conversations_from_pb,
     options_from_pb,
     performance_report_to_pb,
+    results_page_to_pb,
     window_from_pb,
 )
 from .manager import AnalysisManager
+from .models import Conversation
 from .sampler import PerformanceSampler
 from .uploads import UploadHeader, UploadItem
 
@@ -32,6 +34,13 @@ SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_n
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 # Inline requests with more conversations than this are converted in a worker thread.
 CONVERT_IN_THREAD = 512
+
+
+async def _converted(messages: Sequence[common_pb2.Conversation]) -> list[Conversation]:
+    """Conversations of a request, converted in a worker thread when there are many."""
+    if len(messages) > CONVERT_IN_THREAD:
+        return await asyncio.to_thread(conversations_from_pb, messages)
+    return conversations_from_pb(messages)
 
 
 class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
@@ -49,10 +58,7 @@ class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
     async def CreateAnalysis(
         self, request: gateway_pb2.CreateAnalysisRequest, context: Context
     ) -> gateway_pb2.CreateAnalysisResponse:
-        if len(request.conversations) > CONVERT_IN_THREAD:
-            conversations = await asyncio.to_thread(conversations_from_pb, request.conversations)
-        else:
-            conversations = conversations_from_pb(request.conversations)
+        conversations = await _converted(request.conversations)
         analysis = await self.manager.create(
             conversations, options_from_pb(request.options), request.request_id
         )
@@ -68,11 +74,7 @@ class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
                 if kind == "header":
                     yield UploadHeader(options_from_pb(message.header.options), message.header.request_id)
                 elif kind == "batch":
-                    batch = message.batch.conversations
-                    if len(batch) > CONVERT_IN_THREAD:
-                        yield await asyncio.to_thread(conversations_from_pb, batch)
-                    else:
-                        yield conversations_from_pb(batch)
+                    yield await _converted(message.batch.conversations)
                 else:
                     raise InvalidArgument(
                         "payload", f"message {index} of the stream has neither header nor batch"
@@ -119,17 +121,16 @@ class AnalysisServicer(gateway_pb2_grpc.AnalysisServiceServicer):
     async def GetAnalysisResults(
         self, request: gateway_pb2.GetAnalysisResultsRequest, context: Context
     ) -> gateway_pb2.GetAnalysisResultsResponse:
-        page = await self.manager.results(request.id, request.page_size, request.page_token)
-        return gateway_pb2.GetAnalysisResultsResponse(
-            analysis=analysis_to_pb(page.analysis),
-            clusters=[cluster_result_to_pb(c) for c in page.clusters],
-            conversations=[conversation_result_to_pb(c) for c in page.conversations],
-            next_page_token=page.next_page_token,
-            total_conversations=page.total_conversations,
-            withheld_conversations=page.withheld_conversations,
-            k=page.k,
-            k_rule=page.k_rule,
-        )
+        revision = request.revision if request.HasField("revision") else None
+        page = await self.manager.results(request.id, request.page_size, request.page_token, revision)
+        return results_page_to_pb(page)
+
+    async def AssignConversations(
+        self, request: gateway_pb2.AssignConversationsRequest, context: Context
+    ) -> gateway_pb2.AssignConversationsResponse:
+        conversations = await _converted(request.conversations)
+        outcome = await self.manager.assign(request.id, conversations, request.request_id)
+        return assign_outcome_to_pb(outcome)
 
     async def GetPerformanceReport(
         self, request: gateway_pb2.GetPerformanceReportRequest, context: Context

@@ -141,6 +141,21 @@ class GatewaySettings(ServiceSettings):
     )
 
     naming_text_chars: int = Field(300, ge=16, description="Characters per text sent for cluster naming.")
+    assign_max_distance: float | None = Field(
+        None,
+        gt=0,
+        le=2,
+        description="AssignConversations: cosine distance to the nearest base centroid past which a new "
+        "conversation is unassigned; null = the analysis's own members' assign_distance_percentile.",
+    )
+    assign_distance_percentile: float = Field(
+        99.0,
+        gt=0,
+        le=100,
+        description="With assign_max_distance null: the percentile of the distances of the analysis's own "
+        "members to their own centroid that is the threshold (99: a new conversation like the analysed "
+        "ones is left unassigned about 1% of the time).",
+    )
     defaults: AnalysisDefaults = Field(default_factory=lambda: AnalysisDefaults.model_validate({}))
 
     watch_poll_seconds: float = Field(

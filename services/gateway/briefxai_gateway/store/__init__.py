@@ -6,8 +6,9 @@ SQLAlchemy Core ``insert()`` with executemany.
 
 - ``engine.py``: engine creation (SQLite pragmas) and Alembic migrations;
 - ``codecs.py``: how facet values, messages and facet definitions are stored as text;
-- ``analyses.py``, ``checkpoints.py``, ``results.py``, ``performance.py`` (the performance history):
-  the per-area repositories that :class:`Store` combines over one shared engine (``base.py``).
+- ``analyses.py``, ``checkpoints.py``, ``results.py``, ``performance.py`` (the performance history),
+  ``revisions.py`` (later revisions of the results, AssignConversations): the per-area repositories
+  that :class:`Store` combines over one shared engine (``base.py``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from .codecs import decode_messages
 from .engine import create_store_engine, migrate
 from .performance import PerformanceRepository
 from .results import ResultRepository
+from .revisions import RevisionConflict, RevisionRepository
 
 __all__ = [
     "DuplicateRequestId",
+    "RevisionConflict",
     "Store",
     "StoreInconsistent",
     "create_store_engine",
@@ -31,8 +34,10 @@ __all__ = [
 ]
 
 
-@timed_store({DuplicateRequestId: "ALREADY_EXISTS"})
-class Store(AnalysisRepository, CheckpointRepository, ResultRepository, PerformanceRepository):
+@timed_store({DuplicateRequestId: "ALREADY_EXISTS", RevisionConflict: "ABORTED"})
+class Store(
+    AnalysisRepository, CheckpointRepository, RevisionRepository, ResultRepository, PerformanceRepository
+):
     """Blocking data access for one tenant: analyses, checkpoints and results over one engine.
 
     Each public call is timed as ``briefxai_operation_duration_seconds{operation="store_<method>"}``."""

@@ -28,6 +28,32 @@ from .codecs import definitions_from_json, definitions_to_json, dumps, encode_me
 ACTIVE_STATES = (AnalysisState.PENDING.value, AnalysisState.RUNNING.value)
 
 
+def insert_conversations(
+    conn: Connection,
+    tenant_id: str,
+    analysis_id: str,
+    start_ordinal: int,
+    conversations: Sequence[Conversation],
+) -> None:
+    """Stores ``conversations`` (raw messages, once) at ordinals from ``start_ordinal``."""
+    insert_chunked(
+        conn,
+        schema.conversations,
+        (
+            {
+                "analysis_id": analysis_id,
+                "ordinal": start_ordinal + offset,
+                "tenant_id": tenant_id,
+                "conversation_id": conversation.id,
+                "user_id": conversation.user_id,
+                "messages": encode_messages(conversation.messages),
+                "metadata": dumps(conversation.metadata) if conversation.metadata else "",
+            }
+            for offset, conversation in enumerate(conversations)
+        ),
+    )
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -83,22 +109,7 @@ class AnalysisRepository(StoreBase):
     def _insert_conversations(
         self, conn: Connection, analysis_id: str, start_ordinal: int, conversations: Sequence[Conversation]
     ) -> None:
-        insert_chunked(
-            conn,
-            schema.conversations,
-            (
-                {
-                    "analysis_id": analysis_id,
-                    "ordinal": start_ordinal + offset,
-                    "tenant_id": self.tenant_id,
-                    "conversation_id": conversation.id,
-                    "user_id": conversation.user_id,
-                    "messages": encode_messages(conversation.messages),
-                    "metadata": dumps(conversation.metadata) if conversation.metadata else "",
-                }
-                for offset, conversation in enumerate(conversations)
-            ),
-        )
+        insert_conversations(conn, self.tenant_id, analysis_id, start_ordinal, conversations)
 
     def append_conversations(
         self, analysis_id: str, start_ordinal: int, conversations: Sequence[Conversation]
@@ -203,6 +214,7 @@ class AnalysisRepository(StoreBase):
                     k=int(meta.get("k", 0)),
                     k_rule=str(meta.get("k_rule", "")),
                     withheld_count=int(meta.get("withheld_count", 0)),
+                    results_revision=int(row["results_revision"] or 0),
                 )
             )
         return result

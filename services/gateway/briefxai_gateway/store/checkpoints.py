@@ -41,6 +41,21 @@ def write_checkpoint(
     )
 
 
+def facet_rows(
+    tenant_id: str, analysis_id: str, start_ordinal: int, values: Sequence[Sequence[FacetValue]]
+) -> list[dict[str, object]]:
+    """``facet_values`` rows of consecutive conversations from ``start_ordinal``."""
+    return [
+        {
+            "analysis_id": analysis_id,
+            "ordinal": start_ordinal + offset,
+            "tenant_id": tenant_id,
+            "values_json": encode_facets(per_conversation),
+        }
+        for offset, per_conversation in enumerate(values)
+    ]
+
+
 def read_facets(
     conn: Connection, tenant_id: str, analysis_id: str, start: int, end: int
 ) -> dict[int, list[FacetValue]]:
@@ -101,15 +116,7 @@ class CheckpointRepository(StoreBase):
         warnings: Mapping[str, int],
     ) -> None:
         """Facet values of one batch and its checkpoint, in one transaction."""
-        rows = [
-            {
-                "analysis_id": analysis_id,
-                "ordinal": start_ordinal + offset,
-                "tenant_id": self.tenant_id,
-                "values_json": encode_facets(per_conversation),
-            }
-            for offset, per_conversation in enumerate(values)
-        ]
+        rows = facet_rows(self.tenant_id, analysis_id, start_ordinal, values)
         with self.engine.begin() as conn:
             if rows:
                 conn.execute(insert(schema.facet_values), rows)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..models import FacetDefinition, FacetType, FacetValue, Message
+from ..models import FacetDefinition, FacetDistribution, FacetType, FacetValue, Message
 
 
 def dumps(value: Any) -> str:
@@ -59,6 +59,22 @@ def encode_messages(messages: Sequence[Message]) -> str:
 
 def decode_messages(text: str) -> list[Message]:
     return [Message(role, content) for role, content in json.loads(text)]
+
+
+def encode_distributions(distributions: Sequence[FacetDistribution]) -> str:
+    """A cluster's facet distributions: [{facet, counts, mean}, ...]."""
+    return dumps([{"facet": d.facet, "counts": d.counts, "mean": d.mean} for d in distributions])
+
+
+def decode_distributions(text: str) -> list[FacetDistribution]:
+    return [
+        FacetDistribution(
+            facet=item["facet"],
+            counts={str(k): int(v) for k, v in item["counts"].items()},
+            mean=item.get("mean"),
+        )
+        for item in json.loads(text)
+    ]
 
 
 def definitions_to_json(definitions: Sequence[FacetDefinition]) -> str:

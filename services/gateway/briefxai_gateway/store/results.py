@@ -21,7 +21,7 @@ from ..models import (
 )
 from .base import StoreBase, insert_chunked, ordinal_range, utcnow
 from .checkpoints import read_facets, write_checkpoint
-from .codecs import dumps
+from .codecs import decode_distributions, dumps, encode_distributions
 
 
 class ResultRepository(StoreBase):
@@ -69,12 +69,7 @@ class ResultRepository(StoreBase):
                     "size": node.size,
                     "distinct_users": node.distinct_users,
                     "keywords": dumps(node.keywords),
-                    "facets": dumps(
-                        [
-                            {"facet": d.facet, "counts": d.counts, "mean": d.mean}
-                            for d in distributions.get(node.id, ())
-                        ]
-                    ),
+                    "facets": encode_distributions(distributions.get(node.id, ())),
                 }
                 for position, node in enumerate(clusters)
             )
@@ -118,15 +113,7 @@ class ResultRepository(StoreBase):
                     distinct_users=int(row["distinct_users"]),
                     keywords=list(json.loads(row["keywords"])),
                 )
-                facets = [
-                    FacetDistribution(
-                        facet=item["facet"],
-                        counts={str(k): int(v) for k, v in item["counts"].items()},
-                        mean=item.get("mean"),
-                    )
-                    for item in json.loads(row["facets"])
-                ]
-                result.append(ClusterWithFacets(node, facets))
+                result.append(ClusterWithFacets(node, decode_distributions(row["facets"])))
         return result
 
     def load_result_rows(

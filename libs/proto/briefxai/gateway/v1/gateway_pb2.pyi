@@ -89,7 +89,7 @@ class StageProgress(_message.Message):
     def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("id", "state", "options", "request_id", "conversation_count", "create_time", "update_time", "stage", "stages", "warnings", "error")
+    __slots__ = ("id", "state", "options", "request_id", "conversation_count", "create_time", "update_time", "stage", "stages", "warnings", "error", "results_revision")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class Analysis(_message.Message):
     STAGES_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_REVISION_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: AnalysisState
     options: AnalysisOptions
@@ -112,7 +113,8 @@ class Analysis(_message.Message):
     stages: _containers.RepeatedCompositeFieldContainer[StageProgress]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     error: _status_pb2.Status
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[AnalysisState, str]] = ..., options: _Optional[_Union[AnalysisOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., conversation_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[Stage, str]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+    results_revision: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[AnalysisState, str]] = ..., options: _Optional[_Union[AnalysisOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., conversation_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stage: _Optional[_Union[Stage, str]] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., results_revision: _Optional[int] = ...) -> None: ...
 
 class CreateAnalysisRequest(_message.Message):
     __slots__ = ("conversations", "options", "request_id")
@@ -250,31 +252,39 @@ class ClusterResult(_message.Message):
     def __init__(self, cluster: _Optional[_Union[_common_pb2.Cluster, _Mapping]] = ..., facets: _Optional[_Iterable[_Union[FacetDistribution, _Mapping]]] = ...) -> None: ...
 
 class ConversationResult(_message.Message):
-    __slots__ = ("conversation_id", "facets", "cluster_id", "withheld", "point")
+    __slots__ = ("conversation_id", "facets", "cluster_id", "withheld", "point", "revision", "distance", "unassigned")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     FACETS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     WITHHELD_FIELD_NUMBER: _ClassVar[int]
     POINT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    UNASSIGNED_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     facets: _containers.RepeatedCompositeFieldContainer[_common_pb2.FacetValue]
     cluster_id: str
     withheld: bool
     point: _common_pb2.MapPoint
-    def __init__(self, conversation_id: _Optional[str] = ..., facets: _Optional[_Iterable[_Union[_common_pb2.FacetValue, _Mapping]]] = ..., cluster_id: _Optional[str] = ..., withheld: _Optional[bool] = ..., point: _Optional[_Union[_common_pb2.MapPoint, _Mapping]] = ...) -> None: ...
+    revision: int
+    distance: float
+    unassigned: bool
+    def __init__(self, conversation_id: _Optional[str] = ..., facets: _Optional[_Iterable[_Union[_common_pb2.FacetValue, _Mapping]]] = ..., cluster_id: _Optional[str] = ..., withheld: _Optional[bool] = ..., point: _Optional[_Union[_common_pb2.MapPoint, _Mapping]] = ..., revision: _Optional[int] = ..., distance: _Optional[float] = ..., unassigned: _Optional[bool] = ...) -> None: ...
 
 class GetAnalysisResultsRequest(_message.Message):
-    __slots__ = ("id", "page_size", "page_token")
+    __slots__ = ("id", "page_size", "page_token", "revision")
     ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     id: str
     page_size: int
     page_token: str
-    def __init__(self, id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    revision: int
+    def __init__(self, id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class GetAnalysisResultsResponse(_message.Message):
-    __slots__ = ("analysis", "clusters", "conversations", "next_page_token", "total_conversations", "withheld_conversations", "k", "k_rule")
+    __slots__ = ("analysis", "clusters", "conversations", "next_page_token", "total_conversations", "withheld_conversations", "k", "k_rule", "revision", "unassigned_conversations")
     ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
     CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +293,8 @@ class GetAnalysisResultsResponse(_message.Message):
     WITHHELD_CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     K_RULE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    UNASSIGNED_CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
     analysis: Analysis
     clusters: _containers.RepeatedCompositeFieldContainer[ClusterResult]
     conversations: _containers.RepeatedCompositeFieldContainer[ConversationResult]
@@ -291,7 +303,51 @@ class GetAnalysisResultsResponse(_message.Message):
     withheld_conversations: int
     k: int
     k_rule: str
-    def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ..., clusters: _Optional[_Iterable[_Union[ClusterResult, _Mapping]]] = ..., conversations: _Optional[_Iterable[_Union[ConversationResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_conversations: _Optional[int] = ..., withheld_conversations: _Optional[int] = ..., k: _Optional[int] = ..., k_rule: _Optional[str] = ...) -> None: ...
+    revision: int
+    unassigned_conversations: int
+    def __init__(self, analysis: _Optional[_Union[Analysis, _Mapping]] = ..., clusters: _Optional[_Iterable[_Union[ClusterResult, _Mapping]]] = ..., conversations: _Optional[_Iterable[_Union[ConversationResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_conversations: _Optional[int] = ..., withheld_conversations: _Optional[int] = ..., k: _Optional[int] = ..., k_rule: _Optional[str] = ..., revision: _Optional[int] = ..., unassigned_conversations: _Optional[int] = ...) -> None: ...
+
+class AssignConversationsRequest(_message.Message):
+    __slots__ = ("id", "conversations", "request_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    conversations: _containers.RepeatedCompositeFieldContainer[_common_pb2.Conversation]
+    request_id: str
+    def __init__(self, id: _Optional[str] = ..., conversations: _Optional[_Iterable[_Union[_common_pb2.Conversation, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class AssignConversationsResponse(_message.Message):
+    __slots__ = ("revision", "assignments", "max_distance", "assigned_count", "unassigned_count", "withheld_count", "released_count")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNASSIGNED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    assignments: _containers.RepeatedCompositeFieldContainer[ConversationAssignment]
+    max_distance: float
+    assigned_count: int
+    unassigned_count: int
+    withheld_count: int
+    released_count: int
+    def __init__(self, revision: _Optional[int] = ..., assignments: _Optional[_Iterable[_Union[ConversationAssignment, _Mapping]]] = ..., max_distance: _Optional[float] = ..., assigned_count: _Optional[int] = ..., unassigned_count: _Optional[int] = ..., withheld_count: _Optional[int] = ..., released_count: _Optional[int] = ...) -> None: ...
+
+class ConversationAssignment(_message.Message):
+    __slots__ = ("conversation_id", "cluster_id", "distance", "unassigned", "withheld")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    UNASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    cluster_id: str
+    distance: float
+    unassigned: bool
+    withheld: bool
+    def __init__(self, conversation_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., distance: _Optional[float] = ..., unassigned: _Optional[bool] = ..., withheld: _Optional[bool] = ...) -> None: ...
 
 class GetPerformanceReportRequest(_message.Message):
     __slots__ = ("window",)

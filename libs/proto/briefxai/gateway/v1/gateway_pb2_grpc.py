@@ -82,6 +82,11 @@ class AnalysisServiceStub:
                 request_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsRequest.SerializeToString,
                 response_deserializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsResponse.FromString,
                 _registered_method=True)
+        self.AssignConversations = channel.unary_unary(
+                '/briefxai.gateway.v1.AnalysisService/AssignConversations',
+                request_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.AssignConversationsRequest.SerializeToString,
+                response_deserializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.AssignConversationsResponse.FromString,
+                _registered_method=True)
         self.GetPerformanceReport = channel.unary_unary(
                 '/briefxai.gateway.v1.AnalysisService/GetPerformanceReport',
                 request_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetPerformanceReportRequest.SerializeToString,
@@ -148,7 +153,22 @@ class AnalysisServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAnalysisResults(self, request, context):
-        """The cluster tree and, paged, per-conversation results.
+        """The cluster tree and, paged, per-conversation results, of one revision of the results (default: the
+        newest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignConversations(self, request, context):
+        """Adds new conversations to a SUCCEEDED analysis without changing its cluster tree: facets and
+        embeddings as the analysis's options say, each conversation assigned to the nearest base cluster
+        (cosine distance to the centroid of the cluster's members) or left unassigned past a distance
+        threshold; the cluster counts and facet distributions with them are a new revision of the results,
+        and earlier revisions stay readable. Idempotent on request_id (per analysis).
+
+        A custom method in AIP-136 terms (POST .../analyses/{id}:assignConversations); it answers with the
+        assignments rather than the updated resource, which GetAnalysisResults reads by revision.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +225,11 @@ def add_AnalysisServiceServicer_to_server(servicer, server):
                     servicer.GetAnalysisResults,
                     request_deserializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsRequest.FromString,
                     response_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsResponse.SerializeToString,
+            ),
+            'AssignConversations': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignConversations,
+                    request_deserializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.AssignConversationsRequest.FromString,
+                    response_serializer=briefxai_dot_gateway_dot_v1_dot_gateway__pb2.AssignConversationsResponse.SerializeToString,
             ),
             'GetPerformanceReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPerformanceReport,
@@ -436,6 +461,33 @@ class AnalysisService:
             '/briefxai.gateway.v1.AnalysisService/GetAnalysisResults',
             briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsRequest.SerializeToString,
             briefxai_dot_gateway_dot_v1_dot_gateway__pb2.GetAnalysisResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignConversations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/briefxai.gateway.v1.AnalysisService/AssignConversations',
+            briefxai_dot_gateway_dot_v1_dot_gateway__pb2.AssignConversationsRequest.SerializeToString,
+            briefxai_dot_gateway_dot_v1_dot_gateway__pb2.AssignConversationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

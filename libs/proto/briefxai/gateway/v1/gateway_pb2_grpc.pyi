@@ -54,7 +54,19 @@ class AnalysisServiceStub:
     DeleteAnalysis: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DeleteAnalysisRequest, _gateway_pb2.DeleteAnalysisResponse]
     """Removes the analysis and everything stored for it."""
     GetAnalysisResults: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAnalysisResultsRequest, _gateway_pb2.GetAnalysisResultsResponse]
-    """The cluster tree and, paged, per-conversation results."""
+    """The cluster tree and, paged, per-conversation results, of one revision of the results (default: the
+    newest).
+    """
+    AssignConversations: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.AssignConversationsRequest, _gateway_pb2.AssignConversationsResponse]
+    """Adds new conversations to a SUCCEEDED analysis without changing its cluster tree: facets and
+    embeddings as the analysis's options say, each conversation assigned to the nearest base cluster
+    (cosine distance to the centroid of the cluster's members) or left unassigned past a distance
+    threshold; the cluster counts and facet distributions with them are a new revision of the results,
+    and earlier revisions stay readable. Idempotent on request_id (per analysis).
+
+    A custom method in AIP-136 terms (POST .../analyses/{id}:assignConversations); it answers with the
+    assignments rather than the updated resource, which GetAnalysisResults reads by revision.
+    """
     GetPerformanceReport: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetPerformanceReportRequest, _gateway_pb2.GetPerformanceReportResponse]
     """Throughput per stage with its trend, latency percentiles per RPC, the memory trend of the gateway
     processes, the bottleneck stage and recommendations, over a window of the gateway's recorded
@@ -87,7 +99,19 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     DeleteAnalysis: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DeleteAnalysisRequest, _gateway_pb2.DeleteAnalysisResponse]  # type: ignore[assignment]
     """Removes the analysis and everything stored for it."""
     GetAnalysisResults: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAnalysisResultsRequest, _gateway_pb2.GetAnalysisResultsResponse]  # type: ignore[assignment]
-    """The cluster tree and, paged, per-conversation results."""
+    """The cluster tree and, paged, per-conversation results, of one revision of the results (default: the
+    newest).
+    """
+    AssignConversations: _aio.UnaryUnaryMultiCallable[_gateway_pb2.AssignConversationsRequest, _gateway_pb2.AssignConversationsResponse]  # type: ignore[assignment]
+    """Adds new conversations to a SUCCEEDED analysis without changing its cluster tree: facets and
+    embeddings as the analysis's options say, each conversation assigned to the nearest base cluster
+    (cosine distance to the centroid of the cluster's members) or left unassigned past a distance
+    threshold; the cluster counts and facet distributions with them are a new revision of the results,
+    and earlier revisions stay readable. Idempotent on request_id (per analysis).
+
+    A custom method in AIP-136 terms (POST .../analyses/{id}:assignConversations); it answers with the
+    assignments rather than the updated resource, which GetAnalysisResults reads by revision.
+    """
     GetPerformanceReport: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetPerformanceReportRequest, _gateway_pb2.GetPerformanceReportResponse]  # type: ignore[assignment]
     """Throughput per stage with its trend, latency percentiles per RPC, the memory trend of the gateway
     processes, the bottleneck stage and recommendations, over a window of the gateway's recorded
@@ -165,7 +189,25 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.GetAnalysisResultsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.GetAnalysisResultsResponse, _abc.Awaitable[_gateway_pb2.GetAnalysisResultsResponse]]:
-        """The cluster tree and, paged, per-conversation results."""
+        """The cluster tree and, paged, per-conversation results, of one revision of the results (default: the
+        newest).
+        """
+
+    @_abc_1.abstractmethod
+    def AssignConversations(
+        self,
+        request: _gateway_pb2.AssignConversationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.AssignConversationsResponse, _abc.Awaitable[_gateway_pb2.AssignConversationsResponse]]:
+        """Adds new conversations to a SUCCEEDED analysis without changing its cluster tree: facets and
+        embeddings as the analysis's options say, each conversation assigned to the nearest base cluster
+        (cosine distance to the centroid of the cluster's members) or left unassigned past a distance
+        threshold; the cluster counts and facet distributions with them are a new revision of the results,
+        and earlier revisions stay readable. Idempotent on request_id (per analysis).
+
+        A custom method in AIP-136 terms (POST .../analyses/{id}:assignConversations); it answers with the
+        assignments rather than the updated resource, which GetAnalysisResults reads by revision.
+        """
 
     @_abc_1.abstractmethod
     def GetPerformanceReport(
