@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import briefxai_sampledata as sampledata
+from briefxai_cli.inputs import ConversationRecord, Message
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 SAMPLE = EXAMPLES / "sample_conversations.jsonl"
@@ -55,3 +58,17 @@ def rows_mentioning(store: Path, value: str) -> dict[str, int]:
         return found
     finally:
         connection.close()
+
+
+def generated(n: int, seed: int) -> list[ConversationRecord]:
+    """``n`` generated sample conversations as the CLI reader would return them."""
+    return [
+        ConversationRecord(
+            c["id"],
+            c["user_id"],
+            tuple(Message(m["role"], m["content"]) for m in c["messages"]),
+            c["metadata"],
+            i + 1,
+        )
+        for i, c in enumerate(sampledata.generate(n, seed))
+    ]

@@ -10,13 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-import briefxai_sampledata as sampledata
 from briefxai.common.v1 import common_pb2
 from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from briefxai_cli.client import GatewayClient, build_options, describe_rpc_error
 from briefxai_cli.inputs import ConversationRecord, Message
 from briefxai_cli.supervisor import Suite
-from tests.e2e.support import rows_mentioning, run_cli
+from tests.e2e.support import generated, rows_mentioning, run_cli
 from tests.support.errors import field_violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -25,19 +24,6 @@ TERMINAL = {
     gateway_pb2.ANALYSIS_STATE_FAILED,
     gateway_pb2.ANALYSIS_STATE_CANCELLED,
 }
-
-
-def generated(n: int, seed: int) -> list[ConversationRecord]:
-    return [
-        ConversationRecord(
-            c["id"],
-            c["user_id"],
-            tuple(Message(m["role"], m["content"]) for m in c["messages"]),
-            c["metadata"],
-            i + 1,
-        )
-        for i, c in enumerate(sampledata.generate(n, seed))
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-import briefxai_sampledata as sampledata
 from briefxai.gateway.v1 import gateway_pb2
 from briefxai_cli.client import GatewayClient, build_options
-from briefxai_cli.inputs import ConversationRecord, Message
 from briefxai_cli.supervisor import SERVICES, Suite, plan_suite
+from tests.e2e.support import generated
 from tests.observability.support import (
     ALERT_RULES,
     ALERT_TESTS,
@@ -187,19 +186,6 @@ def test_prometheus_scrapes_every_service_and_evaluates_every_rule(prometheus: P
     assert not broken, f"alert rules failing on the real metrics: {broken}"
     firing = prometheus.api("alerts")["alerts"]
     assert not [a for a in firing if a["state"] == "firing"], f"alerts firing on an idle suite: {firing}"
-
-
-def generated(n: int, seed: int) -> list[ConversationRecord]:
-    return [
-        ConversationRecord(
-            c["id"],
-            c["user_id"],
-            tuple(Message(m["role"], m["content"]) for m in c["messages"]),
-            c["metadata"],
-            i + 1,
-        )
-        for i, c in enumerate(sampledata.generate(n, seed))
-    ]
 
 
 BUSINESS = {

@@ -2,9 +2,10 @@
 
 Every text from the results (cluster names, descriptions, keywords, requests, warnings, options) is
 escaped where it is written: ``html.escape`` in the markup, and in the inline JSON data block ``<``,
-``>``, ``&`` and the JavaScript line separators as ``\\uXXXX``; the map script puts text into the page
-with ``textContent`` only. A Content-Security-Policy allows just this page's own script and style (by
-their SHA-256) and no network at all, so an injected tag would neither run nor load anything.
+``>``, ``&`` and the JavaScript line separators as ``\\u`` escapes (``<`` becomes ``\\u003c``); the
+map script puts text into the page with ``textContent`` only. A Content-Security-Policy allows just
+this page's own script and style (by their SHA-256) and no network at all, so an injected tag would
+neither run nor load anything.
 
 The map is our own inline SVG (a few KB of script) rather than plotly: plotly.js would add about 4.5 MB
 to every report for a scatter plot and tooltips.
