@@ -358,3 +358,11 @@ async def test_the_cli_assigns_a_file(start_gateway: GatewayFactory, tmp_path: P
     )
     missing = await asyncio.to_thread(run_cli, "assign", "nope", str(path), "--gateway", address)
     assert missing.returncode == 1 and "error: NOT_FOUND" in missing.stderr
+
+
+async def test_a_configured_max_distance_replaces_the_percentile_rule(start_gateway: GatewayFactory) -> None:
+    gw = await start_gateway(assign_max_distance=1e-9)
+    analysis = await analysed(gw)
+    answer = await assign(gw, analysis.id, [on_topic("n0", "u1", "passwords", 0)])
+    assert answer.max_distance == pytest.approx(1e-9)
+    assert [(a.unassigned, a.cluster_id) for a in answer.assignments] == [(True, "")]
