@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import urllib.request
 from collections.abc import AsyncIterator, Sequence
@@ -279,6 +280,43 @@ async def test_invalid_arguments_have_field_violations_and_the_service_keeps_ser
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     ok = await create(gw, conversations(4))
     assert (await gw.wait(ok.id))[-1].analysis.state == SUCCEEDED
+
+
+def _forged_token(payload: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+async def test_forged_page_tokens_are_invalid_arguments(start_gateway: GatewayFactory) -> None:
+    """Well-formed tokens with values the store cannot take (past 64 bits, JSON true, negative) are the
+    caller's error, not UNKNOWN with an exception text."""
+    gw = await start_gateway()
+    ok = await create(gw, conversations(4))
+    await gw.wait(ok.id)
+    list_tokens = [{"kind": "list", "before": value} for value in (2**70, True, -1, "7")]
+    results_tokens = [
+        {"kind": "results", "id": ok.id, "offset": 2**70},
+        {"kind": "results", "id": ok.id, "offset": True},
+        {"kind": "results", "id": ok.id, "offset": 0, "revision": 2**64},
+        {"kind": "results", "id": ok.id, "offset": 0, "revision": False},
+    ]
+    calls = [
+        *(
+            gw.stub.ListAnalyses(gateway_pb2.ListAnalysesRequest(page_token=_forged_token(t)))
+            for t in list_tokens
+        ),
+        *(
+            gw.stub.GetAnalysisResults(
+                gateway_pb2.GetAnalysisResultsRequest(id=ok.id, page_token=_forged_token(t))
+            )
+            for t in results_tokens
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(dict(field_violations(info.value))) == {"page_token"}
+    assert [a.id for a in (await gw.stub.ListAnalyses(gateway_pb2.ListAnalysesRequest())).analyses] == [ok.id]
 
 
 async def test_unknown_ids_are_not_found(start_gateway: GatewayFactory) -> None:

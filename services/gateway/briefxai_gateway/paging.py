@@ -48,6 +48,15 @@ def _decode_token(token: str) -> dict[str, object]:
     return payload
 
 
+def _token_int(payload: dict[str, object], key: str, default: int | None = None) -> int | None:
+    """A non-negative integer the store can hold (SQLite's signed 64 bits), or None when it is not one;
+    JSON ``true`` is not an integer here, although Python's bool is one."""
+    value = payload.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        return None
+    return value
+
+
 def _page_size(requested: int, default: int, maximum: int) -> int:
     """0 means the default; values above the maximum are lowered to it (AIP-158)."""
     return default if requested <= 0 else min(requested, maximum)
@@ -59,8 +68,8 @@ def list_window(page_size: int, page_token: str) -> tuple[int, int | None]:
     if not page_token:
         return size, None
     payload = _decode_token(page_token)
-    seq = payload.get("before")
-    if payload.get("kind") != "list" or not isinstance(seq, int):
+    seq = _token_int(payload, "before")
+    if payload.get("kind") != "list" or seq is None:
         raise InvalidArgument("page_token", "not a page token of ListAnalyses")
     return size, seq
 
@@ -76,13 +85,13 @@ def results_cursor(analysis: Analysis, page_token: str) -> tuple[int, int | None
     if not page_token:
         return 0, None
     payload = _decode_token(page_token)
-    offset = payload.get("offset")
-    revision = payload.get("revision", 0)
+    offset = _token_int(payload, "offset")
+    revision = _token_int(payload, "revision", 0)
     if (
         payload.get("kind") != "results"
         or payload.get("id") != analysis.id
-        or not isinstance(offset, int)
-        or not isinstance(revision, int)
+        or offset is None
+        or revision is None
     ):
         raise InvalidArgument("page_token", "not a page token of GetAnalysisResults for this analysis")
     return offset, revision
