@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -302,3 +305,17 @@ async def test_a_service_adds_routes_to_the_http_side_port() -> None:
         assert (await asyncio.to_thread(http_get, running.http_port, "/nothing"))[0] == 404
     finally:
         await running.stop(grace=0)
+
+
+@pytest.mark.parametrize("service", ["gateway", "facets", "embedding", "clustering"])
+def test_help_prints_the_settings_and_serves_nothing(service: str, tmp_path: Path) -> None:
+    """``--help`` exits 0 at once (no server started: the process ends by itself), naming the
+    settings with their environment variables; an unreadable ``--config`` file exits 2."""
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    shown = run([sys.executable, "-m", f"briefxai_{service}", "--help"])
+    assert shown.returncode == 0, shown.stderr
+    assert f"usage: python -m briefxai_{service}" in shown.stdout
+    assert f"BRIEFXAI_{service.upper()}_GRPC_PORT" in shown.stdout
+    missing = run([sys.executable, "-m", f"briefxai_{service}", "--config", str(tmp_path / "missing.yaml")])
+    assert missing.returncode == 2
+    assert "missing.yaml" in missing.stderr

@@ -12,6 +12,7 @@ The HTTP side port's ``/health``, ``/readyz`` and ``/livez`` judge the service's
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import signal
@@ -25,7 +26,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from briefxai_common import metrics, tracing
-from briefxai_common.config import ConfigError, ServiceSettings
+from briefxai_common.config import CONFIG_ENV, ConfigError, ServiceSettings
 from briefxai_common.health import DRAINING, SERVING_PHASE, STARTING, STOPPED, HealthMonitor, HealthSource
 from briefxai_common.http import HttpSidePort
 from briefxai_common.interceptors import ErrorMappingInterceptor
@@ -258,10 +259,40 @@ async def _serve_until_signal(service: Service) -> None:
     await running.stop()
 
 
-def serve_main(name: str, settings_class: type[SettingsT], build: Callable[[SettingsT], Service]) -> int:
-    """What every ``python -m briefxai_<name>`` runs: load settings, build, serve; exit 2 on bad config."""
+def _settings_help(settings_class: type[ServiceSettings]) -> str:
+    """One line per top-level setting: its YAML key, environment variable, default and description."""
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    lines = [f"settings (YAML section `{settings_class.section}:` of the config file, or the environment):"]
+    for name, field in settings_class.model_fields.items():
+        default = "(nested)" if field.default_factory is not None else repr(field.default)
+        lines.append(f"  {name} / {prefix}{name.upper()} = {default}")
+        if field.description:
+            lines.append(f"      {field.description}")
+    return "\n".join(lines)
+
+
+def serve_main(
+    name: str,
+    settings_class: type[SettingsT],
+    build: Callable[[SettingsT], Service],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """What every ``python -m briefxai_<name>`` runs: parse the command line, load settings, build,
+    serve; exit 2 on bad config. ``--help`` prints the settings and exits without serving."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m briefxai_{name}",
+        description=f"Serve the BriefXAI {name} service until SIGTERM or SIGINT, then drain.",
+        epilog=_settings_help(settings_class),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"YAML config file (default: the {CONFIG_ENV} environment variable, else the built-in defaults)",
+    )
+    args = parser.parse_args(argv)
     try:
-        service = build(settings_class.load())
+        service = build(settings_class.load(args.config))
     except ConfigError as error:
         print(f"briefxai-{name}: {error}", file=sys.stderr)
         return 2
