@@ -38,6 +38,7 @@ from briefxai_cli.client import (
     state_name,
     to_json,
 )
+from briefxai_cli.config_check import config_group
 from briefxai_cli.inputs import ConversationRecord, InputFileError, InputResult, read_conversations
 from briefxai_cli.supervisor import BASE_PORT_ENV, ServicePlan, Suite, SupervisorError, describe, plan_suite
 from briefxai_report import ReportError, write_report
@@ -714,6 +715,9 @@ def sample(count: int, seed: int, target: str, fmt: str) -> None:
     written = briefxai_sampledata.write(target, count, seed, fmt)
     if target != "-":
         err.print(f"wrote {written} conversations to {target}")
+
+
+cli.add_command(config_group)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+import yaml
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -30,7 +31,7 @@ from briefxai_common.config import CONFIG_ENV, ConfigError, ServiceSettings
 from briefxai_common.health import DRAINING, SERVING_PHASE, STARTING, STOPPED, HealthMonitor, HealthSource
 from briefxai_common.http import HttpSidePort
 from briefxai_common.interceptors import ErrorMappingInterceptor
-from briefxai_common.logging import configure_logging, get_logger
+from briefxai_common.logging import configure_logging, get_logger, mask_secrets
 from briefxai_common.reflection import enable_reflection
 
 log = get_logger(__name__)
@@ -290,9 +291,19 @@ def serve_main(
         metavar="FILE",
         help=f"YAML config file (default: the {CONFIG_ENV} environment variable, else the built-in defaults)",
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="validate the settings, print the effective ones as YAML (secrets masked) and exit",
+    )
     args = parser.parse_args(argv)
     try:
-        service = build(settings_class.load(args.config))
+        settings = settings_class.load(args.config)
+        if args.print_config:
+            values = mask_secrets(settings.model_dump(mode="json"))
+            print(yaml.safe_dump({settings_class.section: values}, sort_keys=False), end="")
+            return 0
+        service = build(settings)
     except ConfigError as error:
         print(f"briefxai-{name}: {error}", file=sys.stderr)
         return 2

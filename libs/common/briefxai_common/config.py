@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from briefxai_common.logging import mask_secrets
+
 CONFIG_ENV = "BRIEFXAI_CONFIG"
 MONITORING = "monitoring"
 # monitoring.prometheus.port is the gateway's HTTP port; the others follow it in this order (the
@@ -205,12 +207,18 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _shown_input(location: tuple[int | str, ...], value: Any) -> str:
+    """The rejected value as an error message may show it: masked when its key or its text is a secret."""
+    key = str(location[-1]) if location else "value"
+    return repr(mask_secrets({key: value})[key])
+
+
 def describe_validation_error(section: str, exc: ValidationError, env: bool = True) -> str:
     """'embedding.grpc_port: Input should be less than or equal to 65535 (got 70000)' for each error."""
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in (section, *error["loc"]) if part != "")
-        got = f"got {error.get('input')!r}"
+        got = f"got {_shown_input(error['loc'], error.get('input'))}"
         if env:
             name = "BRIEFXAI_" + "_".join([section.upper(), "__".join(str(p).upper() for p in error["loc"])])
             got += f"; env {name}"

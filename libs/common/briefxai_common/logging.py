@@ -94,6 +94,23 @@ def _redact_value(key: str, value: Any, depth: int) -> Any:
     return value
 
 
+def mask_secrets(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with secrets masked by key and by value (no personal-data scan): for printing settings."""
+    return {key: _mask(key, value) for key, value in values.items()}
+
+
+def _mask(key: str, value: Any) -> Any:
+    if SECRET_KEY_PATTERN.search(key) and value not in ("", None):
+        return REDACTED
+    if isinstance(value, str):
+        return _scrub(value, pii_scan=False)
+    if isinstance(value, dict):
+        return mask_secrets({str(k): v for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return [_mask(key, v) for v in value]
+    return value
+
+
 def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Masks secrets by key and by value, and personal data in free text (see the module docstring)."""
     for key, value in list(event_dict.items()):
