@@ -205,7 +205,7 @@ def service_resource(service: str) -> Resource:
     """``service.name=briefxai-<service>`` and the version; ``OTEL_SERVICE_NAME`` and
     ``OTEL_RESOURCE_ATTRIBUTES`` win over both."""
     try:
-        version = metadata.version("briefxai")
+        version = metadata.version("briefxai-common")
     except metadata.PackageNotFoundError:
         version = "0"
     ours = Resource.create({"service.name": f"briefxai-{service}", "service.version": version})
