@@ -1,20 +1,72 @@
 """Client channels to other BriefXAI services: metrics and tracing interceptors, the request and analysis
-ids forwarded as metadata, round-robin, big messages."""
+ids forwarded as metadata, round-robin over healthy replicas, big messages.
+
+An address names one server (``host:port``) or several: ``dns:///name:port`` (every address the name
+resolves to, as a Kubernetes headless Service gives), or a list of IP literals, ``ipv4:127.0.0.1:5001,
+127.0.0.1:5002`` (gRPC's own syntax; a bare comma list of IP literals is accepted and given the
+scheme). Calls rotate over the replicas whose connection is up and whose ``grpc.health.v1`` status is
+SERVING (gRPC's client-side health checking): a replica that dies, is still loading its model, or
+drains leaves the rotation until it serves again.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from collections.abc import Sequence
 
 import grpc
 
 from briefxai_common import metrics, tracing
 from briefxai_common.interceptors import forwarding_interceptors
 
-SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+# healthCheckConfig makes round_robin watch each replica's overall ("") health and skip those not SERVING.
+SERVICE_CONFIG = json.dumps(
+    {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}}
+)
+# A replica that went away is tried again at most this far apart, so one restarted rejoins within seconds
+# (gRPC's default backoff grows to two minutes). The connect timeout keeps gRPC's 20 s minimum.
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
+
+
+def channel_target(address: str) -> str:
+    """The gRPC target for ``address``: unchanged unless it is a bare comma list of IP literals
+    (``127.0.0.1:5001,127.0.0.1:5002`` becomes ``ipv4:127.0.0.1:5001,127.0.0.1:5002``).
+
+    Raises ValueError for a list that gRPC cannot resolve (host names, mixed families, missing ports).
+    """
+    address = address.strip()
+    if address.startswith(SCHEMES) or "," not in address:
+        return address
+    families = set()
+    for item in address.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"{item.strip()!r} in {address!r} is not host:port")
+        try:
+            families.add(ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).version)
+        except ValueError:
+            raise ValueError(
+                f"a list of addresses takes IP literals ({host!r} in {address!r} is not one); "
+                "name several servers with dns:///name:port instead"
+            ) from None
+    if len(families) > 1:
+        raise ValueError(f"{address!r} mixes IPv4 and IPv6 addresses")
+    scheme = "ipv4:" if families == {4} else "ipv6:"
+    return scheme + ",".join(item.strip() for item in address.split(","))
+
+
+def address_list(addresses: Sequence[str]) -> str:
+    """One target over ``addresses`` (``host:port`` with IP literal hosts): the address itself for one."""
+    return addresses[0] if len(addresses) == 1 else channel_target(",".join(addresses))
 
 
 def create_channel(address: str, max_message_mb: int = 256) -> grpc.aio.Channel:
-    """An insecure aio channel; ``dns:///svc:port`` spreads calls over every address of a headless Service."""
+    """An insecure aio channel that spreads calls over every SERVING replica ``address`` names."""
     limit = max_message_mb * 1024 * 1024
     options = [
         ("grpc.service_config", SERVICE_CONFIG),
@@ -23,10 +75,11 @@ def create_channel(address: str, max_message_mb: int = 256) -> grpc.aio.Channel:
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.enable_retries", 0),
+        *RECONNECT_OPTIONS,
     ]
     interceptors = [
         *tracing.client_interceptors(),
         *metrics.client_interceptors(metrics.default_metrics()),
         *forwarding_interceptors(),
     ]
-    return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(channel_target(address), options=options, interceptors=interceptors)
