@@ -15,6 +15,9 @@
   each of them in its cluster, yet 1 % lie farther than this from its centre), whatever the embedding
   model, text view or number of clusters, where a fixed number would mean something else for each.
   What lies farther than 99 % of the clusters' own members is no longer "like" any of them.
+- An analysis fitted on a sample (``pipeline.py``) assigns its conversations outside the sample by the
+  same rule (:func:`nearest`), to centroids summed over the sample's members (:meth:`CentroidBuilder.
+  unit_centroids`), with no threshold: k-means itself puts every conversation in a cluster.
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ def unit_rows(vectors: PackedBatch) -> FloatArray:
     return matrix
 
 
+def nearest(matrix: FloatArray, vectors: PackedBatch) -> tuple[IntArray, npt.NDArray[np.float64]]:
+    """For each vector: the row of its nearest unit centroid in ``matrix`` and the cosine distance to it
+    (ties: the lower row)."""
+    if vectors.count == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    similarity = unit_rows(vectors) @ matrix.T
+    rows = np.argmax(similarity, axis=1).astype(np.int64)
+    best = similarity[np.arange(len(rows)), rows].astype(np.float64)
+    return rows, np.clip(1.0 - best, 0.0, 2.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Centroids:
     """The base clusters' unit centroids (rows in ``cluster_ids`` order) and their members' distances."""
@@ -64,12 +78,7 @@ class Centroids:
 
     def nearest(self, vectors: PackedBatch) -> tuple[IntArray, npt.NDArray[np.float64]]:
         """For each vector: the row of its nearest centroid and the cosine distance to it."""
-        if vectors.count == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        similarity = unit_rows(vectors) @ self.matrix.T
-        rows = np.argmax(similarity, axis=1).astype(np.int64)
-        best = similarity[np.arange(len(rows)), rows].astype(np.float64)
-        return rows, np.clip(1.0 - best, 0.0, 2.0)
+        return nearest(self.matrix, vectors)
 
     def to_bytes(self) -> bytes:
         return np.ascontiguousarray(self.matrix, dtype="<f4").tobytes()
@@ -118,6 +127,13 @@ class CentroidBuilder:
         self._sums[labels_in[starts]] += np.add.reduceat(rows[member][order], starts, axis=0)
         self._counts += np.bincount(labels_in, minlength=len(self.cluster_ids))
 
+    def unit_centroids(self) -> tuple[list[str], FloatArray]:
+        """After :meth:`add` of every chunk: the ids and unit centroids of the clusters that have members
+        (the first pass alone, without the members' distances that :meth:`build` also needs)."""
+        present = self._counts > 0
+        matrix = np.ascontiguousarray(self._finished()[present])
+        return [cid for cid, ok in zip(self.cluster_ids, present, strict=True) if ok], matrix
+
     def _finished(self) -> FloatArray:
         if self._centroids is None:
             if self._sums is None or not self._counts.any():
@@ -139,13 +155,12 @@ class CentroidBuilder:
 
     def build(self, model: str) -> Centroids:
         """The centroids of the clusters that have members (a base cluster always has some)."""
-        matrix = self._finished()
-        present = self._counts > 0
+        cluster_ids, matrix = self.unit_centroids()
         distances = np.concatenate(self._distances) if self._distances else np.zeros(1)
         percentiles = np.percentile(distances, PERCENTILES)
         return Centroids(
-            cluster_ids=[cid for cid, ok in zip(self.cluster_ids, present, strict=True) if ok],
-            matrix=np.ascontiguousarray(matrix[present]),
+            cluster_ids=cluster_ids,
+            matrix=matrix,
             members=int(self._counts.sum()),
             distance_percentiles=[float(v) for v in percentiles],
             model=model,
