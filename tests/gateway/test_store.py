@@ -1,16 +1,26 @@
-"""The gateway store on a temporary SQLite file (briefxai_gateway.store)."""
+"""The gateway store (briefxai_gateway.store) on a temporary SQLite file and on a fresh database of a
+real PostgreSQL server (``tests/support/postgres.py``): every test that takes ``store`` runs on both."""
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
 import sqlite3
 import struct
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
+from briefxai_common.resilience import Retrier, RetryPolicy, transient_store_error
 from briefxai_gateway import schema
 from briefxai_gateway.models import (
     AnalysisOptions,
@@ -27,14 +37,33 @@ from briefxai_gateway.models import (
     PackedBatch,
     Stage,
 )
-from briefxai_gateway.store import DuplicateRequestId, Store, StoreInconsistent
+from briefxai_gateway.store import DuplicateRequestId, LeaseLost, Store, StoreInconsistent
 from tests.support.migrations import store_at
+
+pytest_plugins = ["tests.support.postgres"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/nested/gateway.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    db = Store(f"sqlite:///{tmp_path}/nested/gateway.db")
+def store(store_url: str) -> Iterator[Store]:
+    db = Store(store_url)
     db.migrate()
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def other_gateway(store: Store) -> Iterator[Store]:
+    """The same database as ``store`` seen by another gateway (another lease owner)."""
+    db = Store(store.url)
     yield db
     db.close()
 
@@ -56,30 +85,44 @@ def packed(count: int, dim: int, start: float = 0.0) -> PackedBatch:
     return PackedBatch(struct.pack(f"<{len(values)}f", *values), dim, count)
 
 
-def test_sqlite_file_uses_wal_and_migrations_match_the_schema(store: Store, tmp_path: Path) -> None:
+def test_sqlite_file_uses_wal(tmp_path: Path) -> None:
+    db = Store(f"sqlite:///{tmp_path}/nested/gateway.db")
+    db.migrate()
+    db.close()
     path = tmp_path / "nested" / "gateway.db"
     assert path.exists()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
+
+
+def test_migrations_match_the_schema(store: Store) -> None:
     with store.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "0005"
         diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     assert diff == []
     store.migrate()  # idempotent
 
 
-def test_an_analysis_stored_at_revision_0001_reads_after_the_upgrade(tmp_path: Path) -> None:
-    """0001 rows have no error code and stored 0 for "the clustering service's default"."""
+def test_an_analysis_stored_at_revision_0001_reads_after_the_upgrade(store_url: str) -> None:
+    """0001 rows have no error code and stored 0 for "the clustering service's default"; 0005 gives them
+    a free lease, so a PENDING one is claimed by the first gateway."""
+    stored = '\'{"k": 0, "hierarchy_depth": 0, "min_cluster_size": 0, "min_distinct_users": 4, "seed": 3}\''
+    rows = [
+        f"('old', 'default', 'failed', {stored}, 0, 2, '2026-01-01 00:00:00', '2026-01-01 00:00:00', "
+        "'down', TRUE)",
+        f"('waiting', 'default', 'pending', {stored}, 0, 2, '2026-01-01 00:00:00', '2026-01-01 00:00:00', "
+        "'', TRUE)",
+    ]
     db = store_at(
-        f"sqlite:///{tmp_path}/old.db",
+        store_url,
         "0001",
         "INSERT INTO analyses (id, tenant_id, state, options, conversation_count, batch_size, create_time, "
-        "update_time, error, upload_complete) VALUES ('old', 'default', 'failed', "
-        '\'{"k": 0, "hierarchy_depth": 0, "min_cluster_size": 0, "min_distinct_users": 4, '
-        "\"seed\": 3}', 0, 2, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'down', 1)",
+        f"update_time, error, upload_complete) VALUES {', '.join(rows)}",
     )
     db.migrate()
     old = db.get_analysis("old")
+    assert db.claimable_analysis_ids() == ["waiting"]
+    assert db.claim_analysis("waiting", 30) == 1
     db.close()
     assert old is not None and (old.error, old.error_code) == ("down", "")
     options = old.options
@@ -263,3 +306,138 @@ def test_finish_and_delete_leave_no_rows(store: Store) -> None:
 def test_in_memory_sqlite_is_refused() -> None:
     with pytest.raises(ValueError):
         Store("sqlite://")
+
+
+def test_a_lease_is_claimed_by_one_gateway_renewed_and_released(store: Store, other_gateway: Store) -> None:
+    store.create_analysis("a", request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(3))
+    assert store.claimable_analysis_ids() == other_gateway.claimable_analysis_ids() == ["a"]
+    assert store.claim_analysis("a", 30) == 1
+    claimed = store.get_analysis("a")
+    assert claimed is not None and claimed.state is AnalysisState.RUNNING
+    owner, expires, attempts = store.lease_of("a") or (None, None, 0)
+    assert (owner, attempts) == (store.owner, 1) and expires is not None
+    # A live lease is never taken, and the writes of a gateway that does not hold it are refused.
+    assert other_gateway.claim_analysis("a", 30) is None
+    assert other_gateway.claimable_analysis_ids() == []
+    assert other_gateway.renew_leases(["a"], 30) == set()
+    assert not other_gateway.release_lease("a")
+    assert not other_gateway.set_running("a")
+    with pytest.raises(LeaseLost):
+        other_gateway.save_facets_batch("a", 0, 0, [[], []], {})
+    with pytest.raises(LeaseLost):
+        other_gateway.save_embeddings_batch("a", 0, 0, packed(2, 2), "m", {})
+    assert not other_gateway.finish("a", AnalysisState.FAILED, "not mine", "INTERNAL")
+    assert not other_gateway.save_results("a", [], {}, [], {}, {})
+    assert store.done_batches("a")[Stage.FACETS] == set()
+    # The holder writes, renews (the lease runs on) and releases; then the other gateway may claim it.
+    assert store.set_running("a")
+    store.save_facets_batch("a", 0, 0, [[], []], {})
+    assert store.renew_leases(["a", "unknown"], 60) == {"a"}
+    renewed = store.lease_of("a")
+    assert renewed is not None and renewed[1] is not None and renewed[1] > expires
+    assert store.release_lease("a")
+    assert store.lease_of("a") == (None, None, 1)
+    assert other_gateway.claim_analysis("a", 30) == 2
+    assert not store.set_running("a")
+    # A cancel is the user's: it applies whoever holds the lease.
+    assert store.finish("a", AnalysisState.CANCELLED, "cancelled by request")
+    assert other_gateway.renew_leases(["a"], 30) == set()
+    assert other_gateway.claimable_analysis_ids() == []
+
+
+def test_a_locked_sqlite_database_is_retried_by_the_store_policy(tmp_path: Path) -> None:
+    """Another process's write lock outlasting the busy timeout fails a store call ("database is
+    locked") unless the ``store`` retry policy waits it out."""
+    url = f"sqlite:///{tmp_path}/gateway.db"
+    store = Store(url)
+    store.migrate()
+    # The busy timeout shortened so that the lock below outlasts it (the store's default is 30 s).
+    event.listen(store.engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout=50"))
+    store.engine.dispose()
+
+    def hold_write_lock(seconds: float) -> threading.Thread:
+        locked = threading.Event()
+
+        def hold() -> None:
+            other = sqlite3.connect(tmp_path / "gateway.db", isolation_level=None)
+            other.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(seconds)
+            other.execute("COMMIT")
+            other.close()
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        locked.wait()
+        return thread
+
+    create = functools.partial(
+        store.create_analysis, request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(2)
+    )
+    holder = hold_write_lock(0.6)
+    with pytest.raises(OperationalError, match="database is locked"):
+        create("without-retries")
+    holder.join()
+    policy = RetryPolicy(max_attempts=20, initial_delay=0.05, max_delay=0.1, multiplier=1.0, jitter=False)
+    store.retrier = Retrier("gateway", "store", policy, is_retryable=transient_store_error)
+    holder = hold_write_lock(0.6)
+    create("with-retries")
+    holder.join()
+    assert [a.id for a in store.list_analyses(10, None)[0]] == ["with-retries"]
+    store.close()
+
+
+def test_a_restarted_gateway_frees_the_leases_of_dead_processes_of_its_host(store: Store) -> None:
+    """Leases of this host's exited gateways are freed at once (no wait for expiry); a live process's,
+    or another host's, are not."""
+    host = socket.gethostname()[:64]
+    child = subprocess.Popen(["true"])  # a process that has exited, and been reaped
+    child.wait()
+    dead_pid = child.pid
+    holders = {
+        "dead": f"{host}:{dead_pid}:old",
+        "same-pid": f"{host}:{os.getpid()}:before-restart",
+        "alive": f"{host}:{os.getppid()}:live",
+        "elsewhere": f"another-host:{dead_pid}:remote",
+    }
+    for analysis_id, owner in holders.items():
+        store.create_analysis(
+            analysis_id, request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(2)
+        )
+        holder = Store(store.url, owner=owner)
+        assert holder.claim_analysis(analysis_id, 3600) == 1
+        holder.close()
+    assert store.release_dead_local_leases() == 2
+    assert sorted(store.claimable_analysis_ids()) == ["dead", "same-pid"]
+    assert [store.lease_of(a)[0] for a in ("alive", "elsewhere")] == [holders["alive"], holders["elsewhere"]]  # type: ignore[index]
+
+
+def test_an_expired_lease_is_taken_over_and_fences_the_old_holder(store: Store, other_gateway: Store) -> None:
+    store.create_analysis("a", request_id="", options=AnalysisOptions(), batch_size=2, conversations=convs(2))
+    assert store.claim_analysis("a", 0.2) == 1
+    time.sleep(0.4)  # the holder misses its heartbeat: the lease runs out
+    assert other_gateway.claimable_analysis_ids() == ["a"]
+    assert other_gateway.claim_analysis("a", 30) == 2
+    assert store.claim_analysis("a", 30) is None
+    assert store.renew_leases(["a"], 30) == set()
+    with pytest.raises(LeaseLost):
+        store.save_embeddings_batch("a", 0, 0, packed(2, 2), "m", {})
+    assert not store.finish("a", AnalysisState.FAILED, "stale holder", "INTERNAL")
+    other_gateway.save_embeddings_batch("a", 0, 0, packed(2, 2), "m", {})
+    assert other_gateway.done_batches("a")[Stage.EMBED] == {0}
+    running = other_gateway.get_analysis("a")
+    assert running is not None and running.state is AnalysisState.RUNNING
+
+
+def test_finished_and_uploading_analyses_are_not_claimable(store: Store) -> None:
+    options = AnalysisOptions()
+    store.create_analysis("done", request_id="", options=options, batch_size=2, conversations=convs(1))
+    store.create_analysis("uploading", request_id="", options=options, batch_size=2, upload_complete=False)
+    store.create_analysis("waiting", request_id="", options=options, batch_size=2, conversations=convs(1))
+    assert store.finish("done", AnalysisState.CANCELLED)
+    assert store.claimable_analysis_ids() == ["waiting"]
+    assert store.claimable_analysis_ids(limit=0) == []
+    assert store.claim_analysis("done", 30) is None
+    assert store.claim_analysis("uploading", 30) is None
+    assert store.claim_analysis("gone", 30) is None
+    assert store.lease_of("gone") is None

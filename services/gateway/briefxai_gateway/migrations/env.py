@@ -8,10 +8,11 @@ The gateway runs migrations itself at startup (``store.migrate``), handing over 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
+import briefxai_gateway.store.leases  # noqa: F401  (defines analysis_leases on the schema's MetaData)
 from briefxai_gateway.schema import metadata
+from briefxai_gateway.store.engine import create_store_engine, parse_store_url
 
 config = context.config
 
@@ -35,7 +36,7 @@ def _run(connection: Connection) -> None:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=metadata, literal_binds=True)
+    context.configure(url=parse_store_url(_url()), target_metadata=metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -45,7 +46,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(_url())
+    engine = create_store_engine(_url())
     try:
         with engine.begin() as conn:
             _run(conn)

@@ -1,30 +1,35 @@
 """The gateway's only state: analyses, raw conversations, facet values, embeddings, clusters,
-assignments with map points, and per-batch checkpoints, in SQLite (default, WAL mode) or PostgreSQL.
+assignments with map points, per-batch checkpoints and analysis leases, in SQLite (default, WAL mode)
+or PostgreSQL (``postgresql://`` or ``postgresql+psycopg://``, driver psycopg 3), which several
+gateways may share.
 
 All methods are blocking and short; the async code calls them through ``in_thread``. Bulk writes use
 SQLAlchemy Core ``insert()`` with executemany.
 
-- ``engine.py``: engine creation (SQLite pragmas) and Alembic migrations;
+- ``engine.py``: engine creation (SQLite pragmas, the PostgreSQL driver) and Alembic migrations;
 - ``codecs.py``: how facet values, messages and facet definitions are stored as text;
 - ``analyses.py``, ``checkpoints.py``, ``results.py``, ``performance.py`` (the performance history),
-  ``revisions.py`` (later revisions of the results, AssignConversations): the per-area repositories
-  that :class:`Store` combines over one shared engine (``base.py``).
+  ``revisions.py`` (later revisions of the results, AssignConversations), ``leases.py`` (which gateway
+  runs an analysis): the per-area repositories that :class:`Store` combines over one shared engine
+  (``base.py``).
 """
 
 from __future__ import annotations
 
 from ..metrics import timed_store
 from .analyses import AnalysisRepository
-from .base import DuplicateRequestId, StoreInconsistent
+from .base import DuplicateRequestId, LeaseLost, StoreInconsistent
 from .checkpoints import CheckpointRepository
 from .codecs import decode_messages
 from .engine import create_store_engine, migrate
+from .leases import LeaseRepository
 from .performance import PerformanceRepository
 from .results import ResultRepository
 from .revisions import RevisionConflict, RevisionRepository
 
 __all__ = [
     "DuplicateRequestId",
+    "LeaseLost",
     "RevisionConflict",
     "Store",
     "StoreInconsistent",
@@ -34,9 +39,14 @@ __all__ = [
 ]
 
 
-@timed_store({DuplicateRequestId: "ALREADY_EXISTS", RevisionConflict: "ABORTED"})
+@timed_store({DuplicateRequestId: "ALREADY_EXISTS", RevisionConflict: "ABORTED", LeaseLost: "ABORTED"})
 class Store(
-    AnalysisRepository, CheckpointRepository, RevisionRepository, ResultRepository, PerformanceRepository
+    AnalysisRepository,
+    CheckpointRepository,
+    RevisionRepository,
+    ResultRepository,
+    PerformanceRepository,
+    LeaseRepository,
 ):
     """Blocking data access for one tenant: analyses, checkpoints and results over one engine.
 

@@ -1,10 +1,12 @@
-"""Analysis rows: create (inline or uploaded), read, list, state transitions, delete."""
+"""Analysis rows: create (inline or uploaded), read, list, state transitions, delete.
+
+An analysis is created with its lease row (``leases.py``); the pipeline's own transitions (RUNNING,
+FAILED) are fenced by the lease, a cancel is not."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,10 +24,20 @@ from ..models import (
     StageProgress,
 )
 from ..progress import derive_stage
-from .base import DuplicateRequestId, StoreBase, StoreInconsistent, insert_chunked, utcnow
+from .base import (
+    ACTIVE_STATES,
+    DuplicateRequestId,
+    StoreBase,
+    StoreInconsistent,
+    aware,
+    insert_chunked,
+    utcnow,
+)
 from .codecs import definitions_from_json, definitions_to_json, dumps, encode_messages
+from .leases import analysis_leases, hold_lease, lease_row
 
-ACTIVE_STATES = (AnalysisState.PENDING.value, AnalysisState.RUNNING.value)
+# Children first, as schema.ANALYSIS_TABLES: the rows of one analysis in every table.
+TABLES = (analysis_leases, *schema.ANALYSIS_TABLES)
 
 
 def insert_conversations(
@@ -52,10 +64,6 @@ def insert_conversations(
             for offset, conversation in enumerate(conversations)
         ),
     )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class AnalysisRepository(StoreBase):
@@ -96,6 +104,7 @@ class AnalysisRepository(StoreBase):
                         upload_complete=upload_complete,
                     )
                 )
+                conn.execute(insert(analysis_leases).values(lease_row(self.tenant_id, analysis_id)))
                 self._insert_conversations(conn, analysis_id, 0, conversations)
         except IntegrityError as exc:
             if request_id and self.find_by_request_id(request_id, include_uploading=True) is not None:
@@ -205,8 +214,8 @@ class AnalysisRepository(StoreBase):
                     request_id=row["request_id"] or "",
                     conversation_count=count,
                     batch_size=int(row["batch_size"]),
-                    create_time=_aware(row["create_time"]),
-                    update_time=_aware(row["update_time"]),
+                    create_time=aware(row["create_time"]),
+                    update_time=aware(row["update_time"]),
                     error=row["error"] or "",
                     error_code=row["error_code"] or "",
                     warnings=render_warnings(warning_counts.get(row["id"], {})),
@@ -219,17 +228,6 @@ class AnalysisRepository(StoreBase):
             )
         return result
 
-    def active_analysis_ids(self) -> list[str]:
-        """PENDING or RUNNING analyses (fully uploaded), oldest first: the ones to resume at startup."""
-        a = schema.analyses.c
-        query = (
-            select(a.id)
-            .where(a.tenant_id == self.tenant_id, a.state.in_(ACTIVE_STATES), a.upload_complete.is_(True))
-            .order_by(a.seq)
-        )
-        with self.engine.connect() as conn:
-            return [row[0] for row in conn.execute(query)]
-
     def abandoned_upload_ids(self) -> list[str]:
         """Uploads that never completed (the gateway stopped mid-stream)."""
         a = schema.analyses.c
@@ -238,9 +236,12 @@ class AnalysisRepository(StoreBase):
             return [row[0] for row in conn.execute(query)]
 
     def set_running(self, analysis_id: str) -> bool:
-        """PENDING/RUNNING -> RUNNING; False when the analysis is terminal or gone."""
+        """PENDING/RUNNING -> RUNNING; False when the analysis is terminal or gone, or another gateway
+        holds its lease."""
         a = schema.analyses.c
         with self.engine.begin() as conn:
+            if not hold_lease(conn, self.tenant_id, analysis_id, self.owner):
+                return False
             result = conn.execute(
                 update(schema.analyses)
                 .where(self._where_analysis(analysis_id), a.state.in_(ACTIVE_STATES))
@@ -251,11 +252,18 @@ class AnalysisRepository(StoreBase):
     def finish(self, analysis_id: str, state: AnalysisState, error: str = "", error_code: str = "") -> bool:
         """Moves a non-terminal analysis to a terminal ``state``; False if it was terminal already.
 
-        ``error_code`` is the status code name of a failure (see ``AnalysisFailure``)."""
+        ``error_code`` is the status code name of a failure (see ``AnalysisFailure``). A CANCELLED is the
+        user's and always applies; another outcome is a run's verdict, given only while this store holds
+        the analysis's lease or nobody does (False otherwise: the gateway that took the run over decides).
+        """
         if not state.terminal:
             raise ValueError(f"{state} is not terminal")
         a = schema.analyses.c
         with self.engine.begin() as conn:
+            if state is not AnalysisState.CANCELLED and not hold_lease(
+                conn, self.tenant_id, analysis_id, self.owner
+            ):
+                return False
             result = conn.execute(
                 update(schema.analyses)
                 .where(self._where_analysis(analysis_id), a.state.in_(ACTIVE_STATES))
@@ -281,7 +289,7 @@ class AnalysisRepository(StoreBase):
         """Deletes every row of the analysis in every table; False when there was no such analysis."""
         with self.engine.begin() as conn:
             existed = False
-            for table in schema.ANALYSIS_TABLES:
+            for table in TABLES:
                 key = table.c.id if table is schema.analyses else table.c.analysis_id
                 result = conn.execute(
                     delete(table).where(key == analysis_id, table.c.tenant_id == self.tenant_id)
@@ -294,7 +302,7 @@ class AnalysisRepository(StoreBase):
         """Rows per table for one analysis (tests, admin)."""
         counts = {}
         with self.engine.connect() as conn:
-            for table in schema.ANALYSIS_TABLES:
+            for table in TABLES:
                 key = table.c.id if table is schema.analyses else table.c.analysis_id
                 counts[table.name] = int(
                     conn.execute(select(func.count()).select_from(table).where(key == analysis_id)).scalar()

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, insert
 
+from briefxai_common.resilience import Retrier
+
 from .. import schema
-from ..models import DEFAULT_TENANT
+from ..models import DEFAULT_TENANT, AnalysisState
 from .engine import create_store_engine, migrate
 
 # Rows per executemany of a bulk insert.
 INSERT_CHUNK = 2000
+
+# States of an analysis that still has to run (to resume at startup, to claim).
+ACTIVE_STATES = (AnalysisState.PENDING.value, AnalysisState.RUNNING.value)
 
 
 class DuplicateRequestId(Exception):
@@ -28,8 +36,26 @@ class StoreInconsistent(RuntimeError):
     """Stored data does not add up (for example an embedding batch is missing)."""
 
 
+class LeaseLost(Exception):
+    """Another gateway holds the lease of the analysis (it took the run over): nothing was written."""
+
+    def __init__(self, analysis_id: str) -> None:
+        self.analysis_id = analysis_id
+        super().__init__(f"another gateway holds the lease of analysis {analysis_id}; nothing was written")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_owner_id() -> str:
+    """host:pid:random: names one gateway process (one store object) as the holder of leases."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def aware(value: datetime) -> datetime:
+    """``value`` with UTC as its zone where it has none (SQLite returns naive datetimes)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def insert_chunked(conn: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> None:
@@ -57,12 +83,17 @@ def ordinal_range(
 
 
 class StoreBase:
-    """One tenant's view of one database: the engine the per-area repositories share."""
+    """One tenant's view of one database: the engine the per-area repositories share.
 
-    def __init__(self, url: str, tenant_id: str = DEFAULT_TENANT) -> None:
+    ``owner`` names this store's holder of analysis leases (``leases.py``): one per gateway process."""
+
+    def __init__(self, url: str, tenant_id: str = DEFAULT_TENANT, owner: str | None = None) -> None:
         self.url = url
         self.tenant_id = tenant_id
+        self.owner = owner or new_owner_id()
         self.engine = create_store_engine(url)
+        # Retries transient database errors of each public call (``metrics.timed_store``); None: none.
+        self.retrier: Retrier | None = None
 
     @property
     def dialect(self) -> str:

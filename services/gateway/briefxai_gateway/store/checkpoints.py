@@ -2,7 +2,8 @@
 facet and vector loads by ordinal range.
 
 Progress and warnings are sums over checkpoint rows, each written in the same transaction as the
-batch it describes, so a crash never leaves a count that disagrees with the data.
+batch it describes, so a crash never leaves a count that disagrees with the data. A batch is written only
+while this store holds the analysis's lease or nobody does (``leases.py``; LeaseLost otherwise).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from sqlalchemy import Connection, insert, select
 
 from .. import schema
 from ..models import STAGES, Conversation, FacetValue, PackedBatch, Stage
-from .base import StoreBase, StoreInconsistent, ordinal_range, utcnow
+from .base import LeaseLost, StoreBase, StoreInconsistent, ordinal_range, utcnow
 from .codecs import decode_facets, decode_messages, dumps, encode_facets, iter_decoded
+from .leases import hold_lease
 
 
 def write_checkpoint(
@@ -71,6 +73,10 @@ class CheckpointRepository(StoreBase):
     """Batch checkpoints with the facet values and vectors they cover, and the reads that feed the
     pipeline's stages."""
 
+    def _hold(self, conn: Connection, analysis_id: str) -> None:
+        if not hold_lease(conn, self.tenant_id, analysis_id, self.owner):
+            raise LeaseLost(analysis_id)
+
     def done_batches(self, analysis_id: str) -> dict[Stage, set[int]]:
         c = schema.checkpoints.c
         result: dict[Stage, set[int]] = {stage: set() for stage in STAGES}
@@ -115,9 +121,10 @@ class CheckpointRepository(StoreBase):
         values: Sequence[Sequence[FacetValue]],
         warnings: Mapping[str, int],
     ) -> None:
-        """Facet values of one batch and its checkpoint, in one transaction."""
+        """Facet values of one batch and its checkpoint, in one transaction (LeaseLost: none written)."""
         rows = facet_rows(self.tenant_id, analysis_id, start_ordinal, values)
         with self.engine.begin() as conn:
+            self._hold(conn, analysis_id)
             if rows:
                 conn.execute(insert(schema.facet_values), rows)
             write_checkpoint(
@@ -133,8 +140,9 @@ class CheckpointRepository(StoreBase):
         model: str,
         warnings: Mapping[str, int],
     ) -> None:
-        """Packed vectors of one batch and its checkpoint, in one transaction."""
+        """Packed vectors of one batch and its checkpoint, in one transaction (LeaseLost: none written)."""
         with self.engine.begin() as conn:
+            self._hold(conn, analysis_id)
             conn.execute(
                 insert(schema.embeddings).values(
                     analysis_id=analysis_id,

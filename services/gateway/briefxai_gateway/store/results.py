@@ -4,7 +4,7 @@ the last checkpoints and SUCCEEDED in one transaction, and read back page by pag
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -22,6 +22,7 @@ from ..models import (
 from .base import StoreBase, insert_chunked, ordinal_range, utcnow
 from .checkpoints import read_facets, write_checkpoint
 from .codecs import decode_distributions, dumps, encode_distributions
+from .leases import hold_lease
 
 
 class ResultRepository(StoreBase):
@@ -32,16 +33,20 @@ class ResultRepository(StoreBase):
         analysis_id: str,
         clusters: Sequence[ClusterNode],
         distributions: Mapping[str, Sequence[FacetDistribution]],
-        assignments: Sequence[AssignmentRow],
+        assignments: Iterable[AssignmentRow],
         meta: Mapping[str, Any],
         warnings: Mapping[str, int],
     ) -> bool:
         """Clusters, assignments and map points, the cluster/store checkpoints and SUCCEEDED, atomically.
 
-        Returns False (and writes nothing) when the analysis is no longer RUNNING (cancelled, deleted).
+        ``assignments`` are consumed as they are inserted, so a caller may make them lazily (a million
+        rows are never held at once). Returns False (and writes nothing) when the analysis is no longer
+        RUNNING (cancelled, deleted) or another gateway holds its lease.
         """
         a = schema.analyses.c
         with self.engine.begin() as conn:
+            if not hold_lease(conn, self.tenant_id, analysis_id, self.owner):
+                return False  # another gateway took the run over; it writes the results
             moved = conn.execute(
                 update(schema.analyses)
                 .where(self._where_analysis(analysis_id), a.state == AnalysisState.RUNNING.value)
@@ -74,20 +79,23 @@ class ResultRepository(StoreBase):
                 for position, node in enumerate(clusters)
             )
             insert_chunked(conn, schema.clusters, cluster_rows)
-            assignment_rows = (
-                {
-                    "analysis_id": analysis_id,
-                    "ordinal": item.ordinal,
-                    "tenant_id": self.tenant_id,
-                    "cluster_id": item.cluster_id,
-                    "withheld": item.withheld,
-                    "x": item.x,
-                    "y": item.y,
-                }
-                for item in assignments
-            )
-            insert_chunked(conn, schema.assignments, assignment_rows)
-            count = len(assignments)
+            count = 0
+
+            def assignment_rows() -> Iterator[dict[str, Any]]:
+                nonlocal count
+                for item in assignments:
+                    count += 1
+                    yield {
+                        "analysis_id": analysis_id,
+                        "ordinal": item.ordinal,
+                        "tenant_id": self.tenant_id,
+                        "cluster_id": item.cluster_id,
+                        "withheld": item.withheld,
+                        "x": item.x,
+                        "y": item.y,
+                    }
+
+            insert_chunked(conn, schema.assignments, assignment_rows())
             write_checkpoint(conn, self.tenant_id, analysis_id, Stage.CLUSTER, 0, count, {})
             write_checkpoint(conn, self.tenant_id, analysis_id, Stage.STORE, 0, count, warnings)
         return True
