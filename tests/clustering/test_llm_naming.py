@@ -69,6 +69,15 @@ def namer_reply(request: dict[str, Any]) -> str:
     return json.dumps({"name": f"Handle {joined}", "description": f"Groups about {joined}. Two sentences."})
 
 
+#: What a tiny model answers (docs/quality.md): the task said back instead of a name.
+ECHO = json.dumps(
+    {
+        "name": "Write an imperative phrase",
+        "description": "Describe what most of the items have in common, not one or two.",
+    }
+)
+
+
 def naming_settings(fake: FakeOpenAI, **llm: Any) -> dict[str, Any]:
     values = {
         "base_url": fake.base_url,
@@ -226,14 +235,7 @@ async def test_a_cluster_the_llm_cannot_name_keeps_its_offline_name(
 async def test_an_answer_that_repeats_the_instructions_is_retried_then_dropped(
     start: Start, fake_openai: FakeOpenAI
 ) -> None:
-    """What a tiny model does (docs/quality.md): it says the task back instead of naming the group."""
-    echo = json.dumps(
-        {
-            "name": "Write an imperative phrase",
-            "description": "Describe what most of the items have in common, not one or two.",
-        }
-    )
-    fake_openai.chat_default = lambda request: echo
+    fake_openai.chat_default = lambda request: ECHO
     _, offline_stub = await start()
     _, stub = await start(**naming_settings(fake_openai))
     request = make_request(n=150, centers=5, dim=16, k=5, hierarchy_depth=0, seed=2)
@@ -328,3 +330,21 @@ async def test_a_namer_that_was_not_started_gives_offline_names(fake_openai: Fak
         await namer.close()
     assert [c.name for c in result.clusters] == [c.name for c in expected.clusters]
     assert fake_openai.requests_to("chat") == []
+
+
+async def test_the_llm_provider_retry_policy_reaches_the_namer(start: Start, fake_openai: FakeOpenAI) -> None:
+    """Without per-endpoint overrides the namer tries as often as ``retry_policies.llm_provider`` says."""
+    fake_openai.chat_default = lambda request: ECHO
+    settings = naming_settings(
+        fake_openai, max_attempts=None, backoff_initial_seconds=None, backoff_max_seconds=None
+    )
+    policy = {
+        "max_attempts": 3,
+        "initial_delay_ms": 1,
+        "max_delay_ms": 5,
+        "jitter": False,
+        "budget_ratio": 10,
+    }
+    _, stub = await start(**settings, retry_policies={"llm_provider": policy})
+    await cluster(stub, make_request(n=150, centers=5, dim=16, k=5, hierarchy_depth=0, seed=2))
+    assert len(fake_openai.requests_to("chat")) == 5 * 3

@@ -227,7 +227,7 @@ def test_timed_operation_statuses() -> None:
 
 def test_breaker_state_is_read_at_scrape_time() -> None:
     now = [0.0]
-    breaker = CircuitBreaker("remote", failure_threshold=1, reset_timeout=10, clock=lambda: now[0])
+    breaker = CircuitBreaker("remote", failure_threshold=1, open_timeout=10, clock=lambda: now[0])
     service_metrics.watch_breaker("breaker-probe", breaker)
     labels = {"service": "breaker-probe", "breaker": "remote"}
     assert REGISTRY.get_sample_value("briefxai_circuit_breaker_state", labels) == 0

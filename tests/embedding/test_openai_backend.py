@@ -9,12 +9,14 @@ import pytest
 
 from briefxai_common.config import ConfigError
 from briefxai_common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from briefxai_common.resilience import RetryPolicy
 from briefxai_embedding.backends import EmbeddingBackend
 from briefxai_embedding.backends.openai import NO_KEY, OpenAIBackend, resolve_api_key
 from briefxai_embedding.settings import OpenAIEmbeddingSettings
 from tests.support.fake_openai import Behaviour, FakeOpenAI, hash_unit_vector
 
 KEY_ENV = "BRIEFXAI_TEST_EMBEDDING_KEY"
+NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 def openai_settings(fake: FakeOpenAI, **overrides: object) -> OpenAIEmbeddingSettings:
@@ -23,7 +25,6 @@ def openai_settings(fake: FakeOpenAI, **overrides: object) -> OpenAIEmbeddingSet
         "model": "fake-embedder",
         "api_key_env": KEY_ENV,
         "timeout_seconds": 5.0,
-        "max_retries": 0,
     }
     values.update(overrides)
     return OpenAIEmbeddingSettings.model_validate(values)
@@ -33,7 +34,7 @@ def openai_settings(fake: FakeOpenAI, **overrides: object) -> OpenAIEmbeddingSet
 async def backend(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OpenAIBackend]:
     monkeypatch.setenv(KEY_ENV, "sk-test-embedding-key")
     settings = openai_settings(fake_openai, batch_size=3)
-    backend = OpenAIBackend(settings, resolve_api_key(settings))
+    backend = OpenAIBackend(settings, resolve_api_key(settings), retry_policy=NO_RETRY)
     await backend.load()
     fake_openai.reset()
     yield backend
@@ -84,7 +85,7 @@ async def test_empty_text_is_sent_as_a_space(backend: OpenAIBackend, fake_openai
 
 async def test_configured_dimensions_are_requested(fake_openai: FakeOpenAI) -> None:
     settings = openai_settings(fake_openai, dimensions=16, api_key_env="")
-    backend = OpenAIBackend(settings, resolve_api_key(settings))
+    backend = OpenAIBackend(settings, resolve_api_key(settings), retry_policy=NO_RETRY)
     await backend.load()
     try:
         assert backend.dim == 16
@@ -101,7 +102,7 @@ async def test_configured_dimensions_are_requested(fake_openai: FakeOpenAI) -> N
 async def test_base64_answers_are_decoded(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "k")
     settings = openai_settings(fake_openai, encoding_format="base64")
-    backend = OpenAIBackend(settings, resolve_api_key(settings))
+    backend = OpenAIBackend(settings, resolve_api_key(settings), retry_policy=NO_RETRY)
     await backend.load()
     try:
         result = await backend.embed(["alpha"])
@@ -111,12 +112,10 @@ async def test_base64_answers_are_decoded(fake_openai: FakeOpenAI, monkeypatch: 
         await backend.close()
 
 
-async def test_rate_limit_is_retried_by_the_client(
-    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_rate_limit_is_retried(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "k")
-    settings = openai_settings(fake_openai, max_retries=2, dimensions=8)
-    backend = OpenAIBackend(settings, resolve_api_key(settings))
+    settings = openai_settings(fake_openai, dimensions=8)
+    backend = OpenAIBackend(settings, resolve_api_key(settings), retry_policy=RetryPolicy(3, 0.0, 0.01))
     await backend.load()
     try:
         fake_openai.script_embeddings(Behaviour.rate_limited(retry_after=0), Behaviour.server_error(503))
@@ -161,7 +160,7 @@ async def test_failures_map_to_domain_errors(
 async def test_timeout_is_unavailable(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "k")
     settings = openai_settings(fake_openai, timeout_seconds=0.3, dimensions=8)
-    backend = OpenAIBackend(settings, resolve_api_key(settings))
+    backend = OpenAIBackend(settings, resolve_api_key(settings), retry_policy=NO_RETRY)
     await backend.load()
     try:
         fake_openai.script_embeddings(Behaviour.delay(2.0))
@@ -175,7 +174,7 @@ async def test_unreachable_api_at_load_leaves_dim_unknown_until_first_answer(
     fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(KEY_ENV, "k")
-    backend = OpenAIBackend(openai_settings(fake_openai), "k")
+    backend = OpenAIBackend(openai_settings(fake_openai), "k", retry_policy=NO_RETRY)
     fake_openai.script_embeddings(Behaviour.server_error(503))
     await backend.load()
     try:
@@ -190,7 +189,7 @@ async def test_batches_run_concurrently_up_to_the_limit(
     fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = openai_settings(fake_openai, batch_size=1, max_concurrent_requests=2, dimensions=8)
-    backend = OpenAIBackend(settings, "k")
+    backend = OpenAIBackend(settings, "k", retry_policy=NO_RETRY)
     await backend.load()
     try:
         fake_openai.script_embeddings(*[Behaviour.delay(0.1) for _ in range(6)])
@@ -209,6 +208,6 @@ def test_missing_api_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 async def test_embed_before_load_is_a_failed_precondition(fake_openai: FakeOpenAI) -> None:
-    backend = OpenAIBackend(openai_settings(fake_openai), "k")
+    backend = OpenAIBackend(openai_settings(fake_openai), "k", retry_policy=NO_RETRY)
     with pytest.raises(FailedPrecondition):
         await backend.embed(["a"])

@@ -168,8 +168,8 @@ async def test_openai_backend_service(fake_openai: FakeOpenAI, monkeypatch: pyte
             "base_url": fake_openai.base_url,
             "model": "fake-embedder",
             "api_key_env": "BRIEFXAI_TEST_EMBEDDING_KEY",
-            "max_retries": 0,
         },
+        retry_policies={"embedding_remote": {"max_attempts": 1}},
     )
     fake_openai.script_embeddings(Behaviour.delay(2.0))
     starting = asyncio.create_task(start_service(build_service(settings)))

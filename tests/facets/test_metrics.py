@@ -47,8 +47,10 @@ def failed(provider: str, reason: str) -> float:
     return value("briefxai_facets_failed_values_total", provider=provider, reason=reason)
 
 
-def failovers() -> float:
-    return value("briefxai_facets_failovers_total", **{"from": LLM, "to": "heuristic"})
+def failovers(outcome: str = "ok") -> float:
+    return value(
+        "briefxai_failovers_total", service="facets", outcome=outcome, **{"from": LLM, "to": "heuristic"}
+    )
 
 
 def llm_errors() -> float:
@@ -109,7 +111,12 @@ async def facets() -> AsyncIterator[Facets]:
 async def test_llm_and_chain_series_exist_at_zero_and_pass_promtool(facets: Facets) -> None:
     text = await facets.metrics_text()
     expected = [
-        'briefxai_facets_failovers_total{from="openai:metrics-model",to="heuristic"}',
+        'briefxai_failovers_total{from="openai:metrics-model",outcome="ok",service="facets",to="heuristic"}',
+        'briefxai_failovers_total{from="openai:metrics-model",outcome="failed",service="facets",to="heuristic"}',
+        'briefxai_circuit_breaker_state{breaker="openai",service="facets"}',
+        'briefxai_circuit_breaker_transitions_total{breaker="openai",from="closed",service="facets",to="open"}',
+        'briefxai_retries_total{dependency="openai",service="facets"}',
+        'briefxai_retries_denied_total{dependency="openai",reason="budget",service="facets"}',
         'briefxai_facets_failed_values_total{provider="openai:metrics-model",reason="invalid_answer"}',
         'briefxai_facets_failed_values_total{provider="openai:metrics-model",reason="timeout"}',
         'briefxai_facets_failed_values_total{provider="heuristic",reason="unsupported_facet"}',

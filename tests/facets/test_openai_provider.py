@@ -13,6 +13,7 @@ import pytest
 import structlog
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from briefxai_common.llm import ChatClient, chat_completions_url, parse_retry_after
@@ -350,7 +351,7 @@ async def test_other_response_formats(
         assert body["response_format"] == {"type": "json_object", "schema": json.loads(schema)}
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
 async def test_client_errors_are_not_retried(
     make_provider: MakeProvider, fake_openai: FakeOpenAI, status: int
 ) -> None:
@@ -369,7 +370,6 @@ async def test_client_errors_are_not_retried(
     "fault",
     [
         Behaviour.server_error(408),
-        Behaviour.server_error(409),
         Behaviour.rate_limited(),
         Behaviour.server_error(502),
         Behaviour.broken_body(),
@@ -430,14 +430,19 @@ async def test_retry_after_is_honoured(make_provider: MakeProvider, fake_openai:
     assert second.received_at - first.received_at >= 0.35  # backoff alone would not wait (initial 0 s)
 
 
-async def test_retry_after_is_capped(make_provider: MakeProvider, fake_openai: FakeOpenAI) -> None:
+async def test_a_retry_after_longer_than_the_policy_allows_ends_the_retries(
+    make_provider: MakeProvider, fake_openai: FakeOpenAI
+) -> None:
+    """Retrying sooner than the server asked is not honouring it; waiting longer than the policy allows
+    holds the batch: the values fail here, and the chain asks the next provider."""
     fake_openai.chat_default = lambda request: GOOD
     fake_openai.script_chat(Behaviour.rate_limited(retry_after=30))
-    provider = await make_provider(backoff_max_seconds=0.05)
-    values = await extract_one(provider)
-    assert values["task"].text == "account_billing"
-    first, second = fake_openai.requests_to("chat")
-    assert second.received_at - first.received_at < 10
+    labels = {"service": "facets", "dependency": "openai", "reason": "retry_after"}
+    denied = REGISTRY.get_sample_value("briefxai_retries_denied_total", labels) or 0.0
+    values = await extract_one(await make_provider(backoff_max_seconds=0.05))
+    assert values["task"].failed and values["task"].failure_reason == "rate_limited"
+    assert len(fake_openai.requests_to("chat")) == 1
+    assert REGISTRY.get_sample_value("briefxai_retries_denied_total", labels) == denied + 1
 
 
 async def test_close_then_extract_opens_again(make_provider: MakeProvider, fake_openai: FakeOpenAI) -> None:

@@ -313,7 +313,6 @@ async def test_always_malformed_falls_back_to_heuristic(start: StartFn, fake_ope
     "faults",
     [
         [Behaviour.rate_limited(retry_after=0)],
-        [Behaviour.rate_limited(retry_after=30)],  # Retry-After is capped by backoff_max_seconds
         [Behaviour.server_error(500), Behaviour.server_error(503)],
         [Behaviour.broken_body()],
     ],

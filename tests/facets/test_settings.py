@@ -22,7 +22,24 @@ def test_defaults() -> None:
     assert (settings.grpc_port, settings.http_port) == (50053, 9093)
     assert settings.providers == ["heuristic"]
     assert settings.openai.api_key_env == "OPENAI_API_KEY"
-    assert (settings.openai.concurrency, settings.openai.max_attempts) == (16, 3)
+    assert (settings.openai.concurrency, settings.openai.max_attempts) == (16, None)
+    # the reference's llm_provider policy unless the provider overrides it
+    policy = settings.openai.retry_policy(settings.retry_policies.llm_provider)
+    assert (
+        policy.max_attempts,
+        policy.initial_delay,
+        policy.max_delay,
+        policy.multiplier,
+        policy.jitter,
+    ) == (
+        5,
+        1.0,
+        60.0,
+        1.5,
+        True,
+    )
+    breaker = settings.circuit_breakers.llm_provider
+    assert (breaker.failure_threshold, breaker.success_threshold, breaker.half_open_max_calls) == (5, 1, 1)
     assert settings.max_conversations_per_request == 1000
     assert settings.custom_facets == []
 

@@ -18,7 +18,15 @@ from briefxai_gateway.models import ClusteringChunk, ClusteringInput, Clustering
 from tests.clustering.gated_namer import GatedNamer
 from tests.clustering.synthetic import make_data
 
-from .conftest import Downstream, GatewayFactory, GatewayHandle, conversations, gateway_settings
+from .conftest import (
+    Downstream,
+    GatewayFactory,
+    GatewayHandle,
+    conversations,
+    every_downstream,
+    gateway_settings,
+    retry_until_back,
+)
 from .test_service import all_results
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -128,8 +136,9 @@ async def test_a_retried_stream_starts_again_from_the_first_chunk(
             downstream,
             clustering_address=busy.address,
             clustering_max_concurrent_calls=2,
-            retry={"max_attempts": 1000, "initial_backoff_seconds": 0.02, "max_backoff_seconds": 0.05},
-            breaker={"failure_threshold": 1_000_000},
+            # the busy service asks for a 5 s wait (RetryInfo): the policy allows it
+            retry_policies=retry_until_back(max_attempts=1000, initial_delay_ms=20, max_delay_ms=10_000),
+            circuit_breakers=every_downstream(failure_threshold=1_000_000),
         )
     )
     tasks: list[asyncio.Task[ClusteringOutput]] = []

@@ -1,4 +1,5 @@
-"""The async circuit breaker and the retry helper in briefxai_common.resilience."""
+"""The async circuit breaker and the retrier in briefxai_common.resilience (the breaker's half-open
+queueing against a real gRPC server, retry budgets, deadlines and Retry-After: tests/common/test_resilience.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from briefxai_common.resilience import (
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    Retrier,
     RetryPolicy,
-    retry_call,
 )
 
 
@@ -40,16 +41,21 @@ class FakeClock:
 
 
 def make_breaker(
-    clock: FakeClock, threshold: int = 3, reset: float = 10.0, half_open: int = 1
+    clock: FakeClock, threshold: int = 3, reset: float = 10.0, half_open: int = 1, successes: int = 1
 ) -> CircuitBreaker:
     return CircuitBreaker(
         "dep",
         failure_threshold=threshold,
-        reset_timeout=reset,
+        success_threshold=successes,
+        open_timeout=reset,
         half_open_max_calls=half_open,
         is_failure=counted,
         clock=clock,
     )
+
+
+def retrier(policy: RetryPolicy) -> Retrier:
+    return Retrier("resilience-test", "dep", policy, is_retryable=counted)
 
 
 async def succeed() -> str:
@@ -117,7 +123,7 @@ async def test_half_open_trial_success_closes_failure_reopens() -> None:
     assert breaker.snapshot()["state"] == "closed"
 
 
-async def test_half_open_admits_only_the_trial_calls() -> None:
+async def test_half_open_admits_the_trial_calls_and_the_others_wait_for_them() -> None:
     clock = FakeClock()
     breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1)
     with pytest.raises(Transient):
@@ -131,10 +137,65 @@ async def test_half_open_admits_only_the_trial_calls() -> None:
 
     trial = asyncio.create_task(breaker.call(slow))
     await asyncio.sleep(0)
-    with pytest.raises(CircuitOpenError):
-        await breaker.call(succeed)
+    with pytest.raises(CircuitOpenError):  # the non-waiting protocol still refuses a third call at once
+        breaker.before_call()
+    waiting = [asyncio.create_task(breaker.call(succeed)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert not any(task.done() for task in waiting)  # queued behind the trial, not failed
     release.set()
     assert await trial == "late"
+    assert [await task for task in waiting] == ["ok"] * 3
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_callers_waiting_on_a_failed_trial_fail_with_the_open_breaker() -> None:
+    clock = FakeClock()
+    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1)
+    with pytest.raises(Transient):
+        await breaker.call(fail_transient)
+    clock.now += 1.0
+    release = asyncio.Event()
+
+    async def slow_failure() -> str:
+        await release.wait()
+        raise Transient("still down")
+
+    trial = asyncio.create_task(breaker.call(slow_failure))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(breaker.call(succeed))
+    await asyncio.sleep(0.01)
+    release.set()
+    with pytest.raises(Transient):
+        await trial
+    with pytest.raises(CircuitOpenError, match="circuit breaker dep is open"):
+        await waiting
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_a_wait_for_the_trials_is_bounded() -> None:
+    clock = FakeClock()
+    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1)
+    with pytest.raises(Transient):
+        await breaker.call(fail_transient)
+    clock.now += 1.0
+    trial = asyncio.create_task(breaker.call(asyncio.sleep, 60))
+    await asyncio.sleep(0)
+    with pytest.raises(CircuitOpenError, match="half-open") as info:
+        await breaker.admit(max_wait=0.05)
+    assert info.value.half_open and info.value.waited == 0.05
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+
+
+async def test_success_threshold_trials_close_it() -> None:
+    clock = FakeClock()
+    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1, successes=3)
+    with pytest.raises(Transient):
+        await breaker.call(fail_transient)
+    clock.now += 1.0
+    results = await asyncio.gather(*(breaker.call(succeed) for _ in range(5)))
+    assert results == ["ok"] * 5  # one trial at a time, each waiting for the one before
     assert breaker.state is CircuitState.CLOSED
 
 
@@ -160,7 +221,7 @@ def test_state_change_callback_sees_every_transition() -> None:
     breaker = CircuitBreaker(
         "dep",
         failure_threshold=1,
-        reset_timeout=1.0,
+        open_timeout=1.0,
         is_failure=counted,
         clock=clock,
         on_state_change=lambda _b, old, new: seen.append((old, new)),
@@ -181,7 +242,9 @@ def test_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError):
         CircuitBreaker("x", failure_threshold=0)
     with pytest.raises(ValueError):
-        CircuitBreaker("x", reset_timeout=-1)
+        CircuitBreaker("x", open_timeout=-1)
+    with pytest.raises(ValueError):
+        CircuitBreaker("x", success_threshold=0)
     with pytest.raises(ValueError):
         CircuitBreaker("x", half_open_max_calls=0)
 
@@ -194,50 +257,63 @@ class Model:
     threshold: int
     reset: float
     half_open_max: int
+    success_threshold: int
     state: CircuitState = CircuitState.CLOSED
     failures: int = 0
+    successes: int = 0
     opened_at: float = 0.0
     trials: int = 0
+    generation: int = 0
     history: list[str] = field(default_factory=list)
 
     def current(self, now: float) -> CircuitState:
         if self.state is CircuitState.OPEN and now - self.opened_at >= self.reset:
             self.state = CircuitState.HALF_OPEN
-            self.trials = 0
+            self.trials = self.successes = 0
+            self.generation += 1
         return self.state
 
-    def admit(self, now: float) -> bool:
+    def admit(self, now: float) -> int | None:
+        """The call's ticket, None when refused."""
         state = self.current(now)
         if state is CircuitState.OPEN:
-            return False
+            return None
         if state is CircuitState.HALF_OPEN:
             if self.trials >= self.half_open_max:
-                return False
+                return None
             self.trials += 1
-        return True
+            return self.generation
+        return 0
 
     def open(self, now: float) -> None:
         self.state = CircuitState.OPEN
         self.opened_at = now
-        self.trials = 0
+        self.trials = self.successes = 0
 
-    def finish(self, outcome: str, now: float) -> None:
+    def free(self, ticket: int) -> None:
+        if ticket and ticket == self.generation and self.trials > 0:
+            self.trials -= 1
+
+    def finish(self, outcome: str, ticket: int, now: float) -> None:
+        state = self.current(now)
         if outcome == "abandoned":
-            if self.state is CircuitState.HALF_OPEN and self.trials > 0:
-                self.trials -= 1
+            if state is CircuitState.HALF_OPEN:
+                self.free(ticket)
             return
         if outcome in ("success", "permanent"):
-            if self.state is CircuitState.HALF_OPEN:
-                self.state = CircuitState.CLOSED
-                self.failures = 0
-                self.trials = 0
-            elif self.state is CircuitState.CLOSED:
+            if state is CircuitState.HALF_OPEN:
+                self.free(ticket)
+                self.successes += 1
+                if self.successes >= self.success_threshold:
+                    self.state = CircuitState.CLOSED
+                    self.failures = self.trials = self.successes = 0
+            elif state is CircuitState.CLOSED:
                 self.failures = 0
             return
-        if self.state is CircuitState.HALF_OPEN:
+        if state is CircuitState.HALF_OPEN:
             self.failures += 1
             self.open(now)
-        elif self.state is CircuitState.CLOSED:
+        elif state is CircuitState.CLOSED:
             self.failures += 1
             if self.failures >= self.threshold:
                 self.open(now)
@@ -249,17 +325,18 @@ class BreakerMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.breaker: CircuitBreaker | None = None
         self.model: Model | None = None
-        self.in_flight = 0
+        self.in_flight: list[int] = []  # tickets
 
     @precondition(lambda self: self.breaker is None)
     @rule(
         threshold=st.integers(min_value=1, max_value=4),
         reset=st.sampled_from([0.0, 1.0, 5.0]),
         half_open=st.integers(min_value=1, max_value=3),
+        successes=st.integers(min_value=1, max_value=3),
     )
-    def configure(self, threshold: int, reset: float, half_open: int) -> None:
-        self.breaker = make_breaker(self.clock, threshold, reset, half_open)
-        self.model = Model(threshold, reset, half_open)
+    def configure(self, threshold: int, reset: float, half_open: int, successes: int) -> None:
+        self.breaker = make_breaker(self.clock, threshold, reset, half_open, successes)
+        self.model = Model(threshold, reset, half_open, successes)
 
     @precondition(lambda self: self.breaker is not None)
     @rule()
@@ -267,28 +344,30 @@ class BreakerMachine(RuleBasedStateMachine):
         assert self.breaker is not None and self.model is not None
         expected = self.model.admit(self.clock.now)
         try:
-            self.breaker.before_call()
-            admitted = True
+            ticket: int | None = self.breaker.before_call()
         except CircuitOpenError:
-            admitted = False
-        assert admitted == expected
-        if admitted:
-            self.in_flight += 1
+            ticket = None
+        assert ticket == expected
+        if ticket is not None:
+            self.in_flight.append(ticket)
 
-    @precondition(lambda self: self.breaker is not None and self.in_flight > 0)
-    @rule(outcome=st.sampled_from(["success", "transient", "permanent", "abandoned"]))
-    def finish_call(self, outcome: str) -> None:
+    @precondition(lambda self: self.breaker is not None and self.in_flight)
+    @rule(
+        outcome=st.sampled_from(["success", "transient", "permanent", "abandoned"]),
+        which=st.integers(min_value=0, max_value=10),
+    )
+    def finish_call(self, outcome: str, which: int) -> None:
         assert self.breaker is not None and self.model is not None
-        self.in_flight -= 1
-        self.model.finish(outcome, self.clock.now)
+        ticket = self.in_flight.pop(which % len(self.in_flight))
+        self.model.finish(outcome, ticket, self.clock.now)
         if outcome == "success":
-            self.breaker.record_success()
+            self.breaker.record_success(ticket)
         elif outcome == "transient":
-            self.breaker.record_failure(Transient())
+            self.breaker.record_failure(Transient(), ticket)
         elif outcome == "permanent":
-            self.breaker.record_failure(Permanent())
+            self.breaker.record_failure(Permanent(), ticket)
         else:
-            self.breaker.record_abandoned()
+            self.breaker.record_abandoned(ticket)
 
     @precondition(lambda self: self.breaker is not None)
     @rule(seconds=st.sampled_from([0.5, 1.0, 5.0]))
@@ -317,7 +396,7 @@ TestBreakerStateMachine.settings = settings(max_examples=60, stateful_step_count
 # -- retry ----------------------------------------------------------------------------------------
 
 
-async def test_retry_call_retries_retryable_then_succeeds() -> None:
+async def test_retrier_retries_retryable_then_succeeds() -> None:
     attempts = 0
     retries: list[int] = []
 
@@ -328,18 +407,19 @@ async def test_retry_call_retries_retryable_then_succeeds() -> None:
             raise Transient("again")
         return "done"
 
-    result = await retry_call(
-        flaky,
-        policy=RetryPolicy(max_attempts=5, initial_backoff=0.001, max_backoff=0.002),
+    result = await Retrier(
+        "resilience-test",
+        "dep",
+        RetryPolicy(max_attempts=5, initial_delay=0.001, max_delay=0.002),
         is_retryable=counted,
         on_retry=lambda attempt, exc, sleep: retries.append(attempt),
-    )
+    ).call(flaky)
     assert result == "done"
     assert attempts == 3
     assert retries == [1, 2]
 
 
-async def test_retry_call_gives_up_with_the_last_error() -> None:
+async def test_retrier_gives_up_with_the_last_error() -> None:
     attempts = 0
 
     async def down() -> str:
@@ -348,15 +428,11 @@ async def test_retry_call_gives_up_with_the_last_error() -> None:
         raise Transient(f"attempt {attempts}")
 
     with pytest.raises(Transient, match="attempt 3"):
-        await retry_call(
-            down,
-            policy=RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.001),
-            is_retryable=counted,
-        )
+        await retrier(RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.001)).call(down)
     assert attempts == 3
 
 
-async def test_retry_call_does_not_retry_other_errors() -> None:
+async def test_retrier_does_not_retry_other_errors() -> None:
     attempts = 0
 
     async def bad() -> str:
@@ -365,7 +441,7 @@ async def test_retry_call_does_not_retry_other_errors() -> None:
         raise Permanent("no")
 
     with pytest.raises(Permanent):
-        await retry_call(bad, policy=RetryPolicy(max_attempts=5, initial_backoff=0.001), is_retryable=counted)
+        await retrier(RetryPolicy(max_attempts=5, initial_delay=0.001)).call(bad)
     assert attempts == 1
 
 
@@ -383,11 +459,7 @@ async def test_open_breaker_inside_retry_stops_the_retries() -> None:
         return await breaker.call(down)
 
     with pytest.raises(CircuitOpenError):
-        await retry_call(
-            attempt,
-            policy=RetryPolicy(max_attempts=10, initial_backoff=0.001, max_backoff=0.001),
-            is_retryable=counted,
-        )
+        await retrier(RetryPolicy(max_attempts=10, initial_delay=0.001, max_delay=0.001)).call(attempt)
     assert attempts == 2
     assert breaker.state is CircuitState.OPEN
 
@@ -396,4 +468,6 @@ def test_retry_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
-        RetryPolicy(initial_backoff=-1)
+        RetryPolicy(initial_delay=-1)
+    with pytest.raises(ValueError):
+        RetryPolicy(multiplier=0.5)

@@ -5,6 +5,9 @@
   timeouts, retries, concurrency, ``response_format``); each service's own LLM settings extend it.
 - :class:`ResponseFormatNegotiator`: which ``response_format`` a server accepts, found out once per
   provider and remembered for the life of the process (see its docstring).
+- :class:`GuardedEndpoint`: one endpoint's circuit breaker (named after the provider, probed with
+  ``GET {base_url}/models`` while not closed) and retries (the service's ``retry_policies.llm_provider``,
+  with the endpoint's own overrides), shared by every request to it.
 - :func:`reply_content`, :func:`parse_json_object`, :func:`retryable`, :func:`describe_error`: reading
   a reply and judging a fault, the same way everywhere.
 
@@ -23,7 +26,8 @@ Every fault comes out as an :class:`LLMError`:
   broken HTTP message or body;
 - :class:`LLMResponseError`: the HTTP response was fine but its body is not JSON.
 
-A timeout is the ``TimeoutError`` of ``asyncio.timeout(timeout_seconds)`` around the whole exchange.
+A timeout is the ``TimeoutError`` of ``asyncio.timeout(timeout_seconds)`` around the whole exchange
+(shortened to the time left before the current deadline, :func:`briefxai_common.resilience.time_left`).
 The API key only ever goes into the ``Authorization`` header; it is never logged nor put in a message.
 
 Each exchange is a ``chat <model>`` client span (OpenTelemetry GenAI conventions: provider, requested
@@ -35,12 +39,14 @@ request headers, so an LLM server that traces joins the trace.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
 import re
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -51,15 +57,11 @@ import aiohttp
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
+from briefxai_common import service_metrics
+from briefxai_common.config import BreakerSettings, RetryPolicySettings
 from briefxai_common.logging import get_logger
+from briefxai_common.resilience import CircuitOpenError, Retrier, RetryPolicy, http_retryable, time_left
 
 USER_AGENT = "briefxai"
 ERROR_MESSAGE_CHARS = 300
@@ -94,6 +96,11 @@ class LLMResponseError(LLMError):
 def chat_completions_url(base_url: str) -> str:
     """``{base_url}/chat/completions``, whether or not ``base_url`` ends in a slash."""
     return base_url.rstrip("/") + "/chat/completions"
+
+
+def models_url(base_url: str) -> str:
+    """``{base_url}/models``: the model list, the cheapest request every OpenAI-compatible server answers."""
+    return base_url.rstrip("/") + "/models"
 
 
 def parse_retry_after(header: str | None, now: float | None = None) -> float | None:
@@ -145,6 +152,7 @@ class ChatClient:
         user_agent: str = USER_AGENT,
     ) -> None:
         self.url = chat_completions_url(base_url)
+        self.models_url = models_url(base_url)
         self.provider = provider
         parsed = urlsplit(self.url)
         self._server = (parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80))
@@ -223,11 +231,30 @@ class ChatClient:
                 attributes[attribute] = value
         return attributes
 
+    def _timeout(self) -> float:
+        left = time_left()
+        return self.timeout_seconds if left is None else min(self.timeout_seconds, left)
+
+    async def probe(self) -> bool:
+        """Whether the server answers ``GET {base_url}/models`` with anything but 408, 429 or 5xx: a
+        cheap sign of life for a circuit breaker (a 401 or 404 still says the server is up)."""
+        session = self._session
+        if session is None:
+            return False
+        try:
+            async with asyncio.timeout(self._timeout()):
+                async with session.get(self.models_url, allow_redirects=False) as response:
+                    await response.read()
+                    return not http_retryable(response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.debug("llm_probe_failed", provider=self.provider, error=repr(exc))
+            return False
+
     async def _exchange(self, session: aiohttp.ClientSession, body: bytes) -> Any:
         headers: dict[str, str] = {}
         propagate.inject(headers)  # traceparent (and baggage) of the current span
         try:
-            async with asyncio.timeout(self.timeout_seconds):
+            async with asyncio.timeout(self._timeout()):
                 async with session.post(
                     self.url, data=body, headers=headers, allow_redirects=False
                 ) as response:
@@ -294,12 +321,22 @@ class LLMEndpointSettings(BaseModel):
         description="Environment variable holding the API key (unset: local servers).",
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per HTTP request.")
-    max_attempts: int = Field(default=3, ge=1, le=10, description="Tries per item (errors, 429, bad JSON).")
-    backoff_initial_seconds: float = Field(
-        default=0.5, ge=0, description="First retry wait; doubles, with jitter."
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Tries per item (errors, 429, bad JSON); null = retry_policies.llm_provider.max_attempts.",
     )
-    backoff_max_seconds: float = Field(
-        default=8.0, ge=0, description="Longest wait between tries (also caps Retry-After)."
+    backoff_initial_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="First retry wait; null = retry_policies.llm_provider.initial_delay_ms.",
+    )
+    backoff_max_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Longest wait between tries (a longer Retry-After ends the retries); null = "
+        "retry_policies.llm_provider.max_delay_ms.",
     )
     concurrency: int = Field(default=16, ge=1, le=1024, description="Requests in flight at once.")
     temperature: float = Field(default=0.0, ge=0, le=2)
@@ -310,6 +347,18 @@ class LLMEndpointSettings(BaseModel):
         "llama.cpp's server reads it), or none (the schema in the prompt only). A server that rejects "
         "one is asked with the next, and that is remembered for the life of the process.",
     )
+
+    def retry_policy(self, base: RetryPolicySettings) -> RetryPolicy:
+        """The service's ``llm_provider`` policy with this endpoint's own overrides."""
+        policy = base.policy()
+        return dataclasses.replace(
+            policy,
+            max_attempts=policy.max_attempts if self.max_attempts is None else self.max_attempts,
+            initial_delay=policy.initial_delay
+            if self.backoff_initial_seconds is None
+            else self.backoff_initial_seconds,
+            max_delay=policy.max_delay if self.backoff_max_seconds is None else self.backoff_max_seconds,
+        )
 
 
 async def open_chat_client(settings: LLMEndpointSettings, *, provider: str, user_agent: str) -> ChatClient:
@@ -389,42 +438,66 @@ def _runs(instructions: str, run: int) -> frozenset[tuple[str, ...]]:
 
 
 def retryable(exc: BaseException) -> bool:
-    """Whether trying the same request again may help: timeouts, broken connections or bodies, 408, 409,
-    429 and 5xx; not the other 4xx."""
+    """Whether trying the same request again may help (:func:`briefxai_common.resilience.http_retryable`):
+    timeouts, broken connections or bodies, 408, 429 and 5xx; not the other 4xx. Also what a breaker
+    counts as a failure of the server."""
     if isinstance(exc, TimeoutError | LLMConnectionError | LLMResponseError):
         return True
     if isinstance(exc, LLMStatusError):
-        return exc.status in (408, 409, 429) or exc.status >= 500
+        return http_retryable(exc.status)
     return False
 
 
-def backoff(initial_seconds: float, max_seconds: float) -> Callable[[RetryCallState], float]:
-    """A tenacity ``wait``: jittered exponential backoff, or the server's ``Retry-After`` (capped at
-    ``max_seconds``) when the last try was answered with one."""
-    jitter = wait_random_exponential(multiplier=initial_seconds, max=max_seconds)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, LLMStatusError) and exc.retry_after is not None:
-            return min(exc.retry_after, max_seconds)
-        return float(jitter(state))
-
-    return wait
+def server_retry_after(exc: BaseException) -> float | None:
+    """The wait the server asked for (``Retry-After``), if any."""
+    return exc.retry_after if isinstance(exc, LLMStatusError) else None
 
 
-def retrying(settings: LLMEndpointSettings, retry_on: Callable[[BaseException], bool]) -> AsyncRetrying:
-    """``settings.max_attempts`` tries of whatever ``retry_on`` accepts, waiting by :func:`backoff`; the
-    last error is raised."""
-    return AsyncRetrying(
-        stop=stop_after_attempt(settings.max_attempts),
-        wait=backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds),
-        retry=retry_if_exception(retry_on),
-        reraise=True,
-    )
+class GuardedEndpoint:
+    """One LLM endpoint's circuit breaker and retries, shared by every request to it.
+
+    The breaker (``circuit_breakers.llm_provider``, named ``provider``) sees each HTTP exchange
+    (:meth:`guarded`): timeouts, broken connections, 408, 429 and 5xx count against it; while it is not
+    closed, ``GET {base_url}/models`` probes the server. The retries (:meth:`call`) wrap a whole attempt
+    (which may also retry a reply that is not usable: ``retry_on``); an open breaker ends them.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        provider: str,
+        policy: RetryPolicy,
+        breaker: BreakerSettings,
+        *,
+        retry_on: Callable[[BaseException], bool] = retryable,
+    ) -> None:
+        self.provider = provider
+        self.client: ChatClient | None = None
+        self.breaker = breaker.breaker(provider, is_failure=retryable, probe=self._probe)
+        self.retrier = Retrier(
+            service, provider, policy, is_retryable=retry_on, retry_after=server_retry_after
+        )
+        service_metrics.watch_breaker(service, self.breaker)
+
+    async def _probe(self) -> bool:
+        return self.client is not None and await self.client.probe()
+
+    def guarded(self) -> AbstractAsyncContextManager[None]:
+        """``async with endpoint.guarded(): <one HTTP exchange>``, through the breaker."""
+        return self.breaker.guarded()
+
+    async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` with the endpoint's retries; the last error is raised."""
+        return await self.retrier.call(attempt)
+
+    async def close(self) -> None:
+        await self.breaker.close()
 
 
 def describe_error(exc: BaseException) -> str:
     """A short, key-free account of an LLM fault for values, logs and health."""
+    if isinstance(exc, CircuitOpenError):
+        return str(exc)
     if isinstance(exc, LLMStatusError):
         return f"HTTP {exc.status} from the LLM server"
     if isinstance(exc, TimeoutError):

@@ -12,7 +12,15 @@ No gRPC here (domain modules record into these); the bootstrap's gRPC side is in
 - ``briefxai_errors_total{service,kind}``: failed RPCs by kind (the lower-case code name; UNKNOWN
   and DATA_LOSS are ``internal``; OK and CANCELLED are not errors), plus service kinds such as the
   gateway's ``downstream`` and ``store`` and the facets service's ``llm``.
-- ``briefxai_circuit_breaker_state{service,breaker}``: 0 closed, 1 open, 2 half-open, read at scrape.
+- ``briefxai_circuit_breaker_state{service,breaker}``: 0 closed, 1 open, 2 half-open, read at scrape;
+  ``briefxai_circuit_breaker_transitions_total{service,breaker,from,to}``: its transitions.
+- ``briefxai_retries_total{service,dependency}``: attempts retried (``briefxai_common.resilience``);
+  ``briefxai_retries_denied_total{service,dependency,reason}``: retries not made because the retry
+  ``budget`` was spent, the ``deadline`` was too near, or the server asked for a longer wait than the
+  policy allows (``retry_after``).
+- ``briefxai_failovers_total{service,from,to,outcome}``: work handed from a provider that failed it to
+  the next one in a failover chain, by whether the next one served it (``ok``) or not (``failed``); the
+  success rate of a failover is ``ok / (ok + failed)``.
 - ``briefxai_event_loop_lag_seconds{service}``: how late ``asyncio.sleep`` wakes up, sampled every
   :data:`LAG_INTERVAL_SECONDS` while the service runs.
 
@@ -24,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -32,7 +40,7 @@ import psutil
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from briefxai_common.resilience import CircuitBreaker
+    from briefxai_common.resilience import CircuitBreaker, CircuitState
 
 #: Status names a served RPC is pre-initialised with (what the bootstrap's error mapping can send).
 RPC_STATUSES = (
@@ -87,6 +95,33 @@ CIRCUIT_BREAKER_STATE = Gauge(
     "briefxai_circuit_breaker_state",
     "Circuit breaker state: 0 closed, 1 open, 2 half-open, read at scrape.",
     ["service", "breaker"],
+)
+CIRCUIT_BREAKER_TRANSITIONS = Counter(
+    "briefxai_circuit_breaker_transitions_total",
+    "Circuit breaker state changes.",
+    ["service", "breaker", "from", "to"],
+)
+#: (from, to) of the transitions a breaker makes (open -> closed: a reset by hand).
+BREAKER_TRANSITIONS = (
+    ("closed", "open"),
+    ("open", "half_open"),
+    ("half_open", "closed"),
+    ("half_open", "open"),
+    ("open", "closed"),
+)
+RETRIES = Counter(
+    "briefxai_retries_total", "Attempts retried after a transient failure.", ["service", "dependency"]
+)
+RETRIES_DENIED = Counter(
+    "briefxai_retries_denied_total",
+    "Retries not made: retry budget spent, deadline too near, or a longer wait asked than allowed.",
+    ["service", "dependency", "reason"],
+)
+RETRY_DENIAL_REASONS = ("budget", "deadline", "retry_after")
+FAILOVERS = Counter(
+    "briefxai_failovers_total",
+    "Work handed from a provider that failed it to the next in a failover chain, by outcome there.",
+    ["service", "from", "to", "outcome"],
 )
 EVENT_LOOP_LAG = Histogram(
     "briefxai_event_loop_lag_seconds",
@@ -169,8 +204,45 @@ def set_active_sessions(service: str, source: Callable[[], float]) -> None:
 
 
 def watch_breaker(service: str, breaker: CircuitBreaker) -> None:
-    """Exports ``breaker``'s state as ``briefxai_circuit_breaker_state{service, breaker=<its name>}``."""
+    """Exports ``breaker``'s state as ``briefxai_circuit_breaker_state{service, breaker=<its name>}``
+    and counts its transitions (series at 0 from the start)."""
     CIRCUIT_BREAKER_STATE.labels(service, breaker.name).set_function(lambda: float(breaker.state.value))
+    for old, new in BREAKER_TRANSITIONS:
+        CIRCUIT_BREAKER_TRANSITIONS.labels(service, breaker.name, old, new)
+
+    def count(_: CircuitBreaker, old: CircuitState, new: CircuitState) -> None:
+        CIRCUIT_BREAKER_TRANSITIONS.labels(service, breaker.name, old.label, new.label).inc()
+
+    breaker.add_listener(count)
+
+
+def declare_retries(service: str, dependency: str) -> None:
+    """The retry series of one dependency at 0."""
+    RETRIES.labels(service, dependency)
+    for reason in RETRY_DENIAL_REASONS:
+        RETRIES_DENIED.labels(service, dependency, reason)
+
+
+def count_retry(service: str, dependency: str) -> None:
+    RETRIES.labels(service, dependency).inc()
+
+
+def count_retry_denied(service: str, dependency: str, reason: str) -> None:
+    RETRIES_DENIED.labels(service, dependency, reason).inc()
+
+
+def declare_failovers(service: str, chain: Sequence[str]) -> None:
+    """Failover series at 0 for each pair (earlier provider, later provider) of ``chain``."""
+    for i, source in enumerate(chain):
+        for target in chain[i + 1 :]:
+            for outcome in ("ok", "failed"):
+                FAILOVERS.labels(service, source, target, outcome)
+
+
+def count_failover(service: str, source: str, target: str, outcome: str, amount: int = 1) -> None:
+    """``amount`` units of work that ``source`` failed went to ``target``, which served them (``ok``) or not."""
+    if amount:
+        FAILOVERS.labels(service, source, target, outcome).inc(amount)
 
 
 async def measure_event_loop_lag(service: str, interval: float = LAG_INTERVAL_SECONDS) -> None:

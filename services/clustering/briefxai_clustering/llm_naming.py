@@ -13,8 +13,12 @@ its keywords are kept); then, level by level:
   takes the child's name and description (no request).
 
 Replies are validated (:class:`NameReply`, pydantic), redacted (:func:`briefxai_common.pii.redact`) and
-retried up to ``max_attempts`` times (bad JSON or invalid fields, timeouts, 408/409/429/5xx, with
-jittered backoff or ``Retry-After``); a cluster still unnamed keeps its offline name and description.
+retried by the ``retry_policies.llm_provider`` policy (``llm.max_attempts`` and ``llm.backoff_*``
+override it: bad JSON or invalid fields, timeouts, 408/429/5xx, with jittered backoff or
+``Retry-After``, within a retry budget); every request goes through the namer's circuit breaker
+(``circuit_breakers.llm_provider``, named ``namer``, probed with ``GET /models`` while not closed), so
+an endpoint that is down costs one refused call per cluster, not ``max_attempts`` timeouts. A cluster
+still unnamed keeps its offline name and description.
 Names are made unique within a level by adding the cluster id. ``response_format`` is negotiated once
 per process (:class:`~briefxai_common.llm.ResponseFormatNegotiator`).
 
@@ -47,8 +51,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from briefxai_clustering.model import FloatArray
 from briefxai_clustering.naming import ClusterGroup, ClusterLabel, Namer, trim_text
 from briefxai_clustering.settings import NamerLLMSettings
+from briefxai_common.config import BreakerSettings, LLMRetryPolicySettings
 from briefxai_common.llm import (
     ChatClient,
+    GuardedEndpoint,
     ResponseFormat,
     ResponseFormatNegotiator,
     describe_error,
@@ -58,12 +64,12 @@ from briefxai_common.llm import (
     reply_content,
     response_format_field,
     retryable,
-    retrying,
     schema_instructions,
 )
 from briefxai_common.llm_metrics import LLMMeter
 from briefxai_common.logging import get_logger
 from briefxai_common.pii import redact
+from briefxai_common.resilience import RetryPolicy
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -271,13 +277,29 @@ class LLMNamer:
     LLM gives none. :meth:`start` (in the service's event loop) before use; before it, or called from
     that loop's own thread, :meth:`name` gives the offline names."""
 
-    def __init__(self, settings: NamerLLMSettings, offline: Namer) -> None:
+    def __init__(
+        self,
+        settings: NamerLLMSettings,
+        offline: Namer,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        breaker: BreakerSettings | None = None,
+    ) -> None:
+        """``retry_policy`` None: the default ``llm_provider`` policy with the settings' overrides;
+        ``breaker`` None: the default breaker settings."""
         self.settings = settings
         self.offline = offline
         self.provider = f"{PROVIDER}:{settings.model}"
         self.formats = ResponseFormatNegotiator(self.provider, settings.response_format)
         self.totals = NamingStats()
         self._meter = LLMMeter(PROVIDER, settings.model, service="clustering")
+        self.endpoint = GuardedEndpoint(
+            "clustering",
+            PROVIDER,
+            retry_policy or settings.retry_policy(LLMRetryPolicySettings.model_validate({})),
+            breaker or BreakerSettings.model_validate({}),
+            retry_on=_retryable,
+        )
         self._client: ChatClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -291,9 +313,12 @@ class LLMNamer:
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
         self._loop = asyncio.get_running_loop()
         self._client = client
+        self.endpoint.client = client
 
     async def close(self) -> None:
         client, self._client, self._loop = self._client, None, None
+        self.endpoint.client = None
+        await self.endpoint.close()
         if client is not None:
             await client.close()
 
@@ -303,6 +328,7 @@ class LLMNamer:
             "model": self.settings.model,
             "started": self._client is not None,
             "response_format": self.formats.describe(),
+            "circuit_breaker": self.endpoint.breaker.snapshot(),
             **self.totals.as_dict(),
         }
 
@@ -375,9 +401,9 @@ class LLMNamer:
     ) -> list[NameReply | None]:
         if not prompts:
             return []
-        s = self.settings
+        s, policy = self.settings, self.endpoint.retrier.policy
         rounds = math.ceil(len(prompts) / s.concurrency) + 1  # +1: the first request may go alone
-        limit = (s.timeout_seconds + s.backoff_max_seconds) * s.max_attempts * rounds + SLACK_SECONDS
+        limit = (s.timeout_seconds + policy.max_delay) * policy.max_attempts * rounds + SLACK_SECONDS
         try:
             return run_in_loop(loop, self._ask_all(prompts, job), limit)
         except (TimeoutError, RuntimeError, concurrent.futures.CancelledError) as exc:
@@ -390,11 +416,8 @@ class LLMNamer:
         return list(await asyncio.gather(*(self._ask(prompt, job) for prompt in prompts)))
 
     async def _ask(self, prompt: NamingPrompt, job: NamingStats) -> NameReply | None:
-        attempts = retrying(self.settings, _retryable)
         try:
-            async for attempt in attempts:
-                with attempt:
-                    return await self._ask_once(prompt, job)
+            return await self.endpoint.call(lambda: self._ask_once(prompt, job))
         except Exception as exc:  # the offline name stands in
             error = describe_error(exc) if not isinstance(exc, ValueError) else str(exc)[:300]
             log.info("llm_cluster_name_failed", cluster_id=prompt.cluster_id, error=error)
@@ -421,7 +444,7 @@ class LLMNamer:
 
         async def send(fmt: ResponseFormat) -> Any:
             body = self.request_body(prompt, fmt)
-            async with semaphore:
+            async with self.endpoint.guarded(), semaphore:
                 job.requests += 1
                 try:
                     response = await self._meter.request(client.complete(body))

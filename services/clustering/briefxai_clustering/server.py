@@ -30,7 +30,14 @@ def build_service(settings: ClusteringSettings, namer: Namer | None = None) -> S
     offline``, the keyword namer, or ``llm``, whose HTTP client opens in ``start``)."""
     config = PipelineConfig.from_settings(settings)
     llm_namer = (
-        LLMNamer(settings.llm, offline_namer(config)) if namer is None and settings.namer == "llm" else None
+        LLMNamer(
+            settings.llm,
+            offline_namer(config),
+            retry_policy=settings.llm.retry_policy(settings.retry_policies.llm_provider),
+            breaker=settings.circuit_breakers.llm_provider,
+        )
+        if namer is None and settings.namer == "llm"
+        else None
     )
     pipeline = ClusteringPipeline(config, namer or llm_namer)
     state: dict[str, Any] = {"map_warm": False, "warm_up_seconds": None}

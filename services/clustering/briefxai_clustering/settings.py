@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from joblib import cpu_count
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
-from briefxai_common.config import ServiceSettings
+from briefxai_common.config import BreakerSettings, LLMRetryPolicySettings, ServiceSettings
 from briefxai_common.llm import LLMEndpointSettings
 
 
@@ -37,6 +37,26 @@ class NamerLLMSettings(LLMEndpointSettings):
     )
     max_text_chars: int = Field(default=300, ge=20, le=2000, description="Each text is cut to this.")
     seed: int = Field(default=0, description="Sent as the requests' seed (servers that sample honour it).")
+
+
+class NamerRetryPolicies(BaseModel):
+    """``retry_policies.llm_provider``: the LLM namer's requests (``llm.max_attempts`` and
+    ``llm.backoff_*`` override it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm_provider: LLMRetryPolicySettings = Field(
+        default_factory=lambda: LLMRetryPolicySettings.model_validate({})
+    )
+
+
+class NamerBreakers(BaseModel):
+    """``circuit_breakers.llm_provider``: the LLM namer's breaker (``briefxai_circuit_breaker_state{
+    service="clustering",breaker="namer"}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm_provider: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
 
 
 class ClusteringSettings(ServiceSettings):
@@ -75,7 +95,13 @@ class ClusteringSettings(ServiceSettings):
     )
 
     # -- limits ---------------------------------------------------------------------------------------
-    max_vectors: int = Field(default=200_000, ge=2, description="Largest vectors.count accepted.")
+    max_vectors: int = Field(
+        default=200_000,
+        ge=2,
+        description="Largest vectors.count accepted. The gateway fits a larger analysis on a seeded sample "
+        "of this many and assigns the rest to the nearest base centroid: this bounds one job (and this "
+        "service's memory), not an analysis.",
+    )
     max_k: int = Field(
         default=200, ge=2, description="Upper bound of the automatic k and of an explicit params.k."
     )
@@ -140,6 +166,8 @@ class ClusteringSettings(ServiceSettings):
         "the `llm` endpoint, the offline name standing in for a cluster the LLM could not name.",
     )
     llm: NamerLLMSettings = Field(default_factory=lambda: NamerLLMSettings())
+    retry_policies: NamerRetryPolicies = Field(default_factory=lambda: NamerRetryPolicies.model_validate({}))
+    circuit_breakers: NamerBreakers = Field(default_factory=lambda: NamerBreakers.model_validate({}))
 
     # -- 2-D map ----------------------------------------------------------------------------------------
     umap_min_points: int = Field(

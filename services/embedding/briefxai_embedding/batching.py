@@ -22,7 +22,7 @@ import numpy as np
 from briefxai_common.errors import Unavailable
 from briefxai_common.logging import get_logger
 from briefxai_embedding import metrics
-from briefxai_embedding.backends import EmbeddingBackend, EmbedResult
+from briefxai_embedding.backends import EmbeddingBackend, EmbedResult, embed_with_model
 from briefxai_embedding.cache import CachedEmbedding, EmbeddingCache, text_key
 
 log = get_logger(__name__)
@@ -54,6 +54,7 @@ class _Request:
     keys: list[bytes]
     future: asyncio.Future[EmbedResult]
     arrived: float  # loop time
+    model: str  # the model that embeds it: the one it is pinned to, else the backend's current one
 
 
 class MicroBatcher:
@@ -119,24 +120,26 @@ class MicroBatcher:
             if not request.future.done():
                 request.future.set_exception(Unavailable(message))
 
-    async def embed(self, texts: Sequence[str]) -> EmbedResult:
-        """Rows for ``texts`` in input order, from the cache or from a merged backend call.
+    async def embed(self, texts: Sequence[str], model: str = "") -> EmbedResult:
+        """Rows for ``texts`` in input order, from the cache or from a merged backend call, all from
+        ``model`` ("" = the backend's current model), which the result names.
 
         Raises Unavailable when the dispatcher is not running, and whatever the backend raised for the
-        batch this request was merged into.
+        batch this request was merged into (ModelPinned when ``model`` cannot embed it now).
         """
         texts = list(texts)
+        model = model or self.backend.model
         if not texts:
-            return EmbedResult(np.zeros((0, self.backend.dim), dtype=np.float32), [], [])
-        keys = [text_key(text) for text in texts]
+            return EmbedResult(np.zeros((0, self.backend.dim), dtype=np.float32), [], [], model)
+        keys = [text_key(text, model) for text in texts]
         if self.cache.enabled and all(self.cache.peek(key) is not None for key in keys):
             entries: list[Slot] = [entry for entry in map(self.cache.get, keys) if entry is not None]
             metrics.CACHE_HITS.labels(self.backend.backend).inc(len(entries))
-            return _assemble(entries, None)
+            return _assemble(entries, None, model)
         if not self.running or self._arrived is None:
             raise Unavailable("the embedding service is not running", reason="SHUTTING_DOWN")
         loop = asyncio.get_running_loop()
-        request = _Request(texts, keys, loop.create_future(), loop.time())
+        request = _Request(texts, keys, loop.create_future(), loop.time(), model)
         self._queue.append(request)
         self._arrived.set()
         # A caller cancelled here (deadline, disconnect) cancels its future: the dispatcher skips it.
@@ -179,8 +182,8 @@ class MicroBatcher:
                     self._queue.popleft()
                     continue
                 new = {k for k in request.keys if k not in planned and self.cache.peek(k) is None}
-                if self._batch and len(planned) + len(new) > limit:
-                    return  # it leads the next batch
+                if self._batch and (request.model != self._batch[0].model or len(planned) + len(new) > limit):
+                    return  # it leads the next batch (one model per batch)
                 self._queue.popleft()
                 self._batch.append(request)
                 planned |= new
@@ -253,7 +256,7 @@ class MicroBatcher:
         if unique_texts:
             metrics.BACKEND_BATCH_TEXTS.labels(backend_name).observe(len(unique_texts))
             metrics.BACKEND_BATCH_REQUESTS.labels(backend_name).observe(needing_backend)
-            computed = await self.backend.embed(unique_texts)
+            computed = await embed_with_model(self.backend, unique_texts, live[0].model)
             if len(computed) != len(unique_texts):
                 raise RuntimeError(f"the backend returned {len(computed)} rows for {len(unique_texts)} texts")
             metrics.TOKENS.labels(backend_name).inc(sum(computed.token_counts))
@@ -271,10 +274,10 @@ class MicroBatcher:
                     )
                 metrics.CACHE_ENTRIES.labels(backend_name).set(len(self.cache))
                 metrics.CACHE_BYTES.labels(backend_name).set(self.cache.bytes)
-        return [_assemble(slots, computed) for slots in plans]
+        return [_assemble(slots, computed, live[0].model) for slots in plans]
 
 
-def _assemble(slots: Sequence[Slot], computed: EmbedResult | None) -> EmbedResult:
+def _assemble(slots: Sequence[Slot], computed: EmbedResult | None, model: str) -> EmbedResult:
     """One caller's EmbedResult: cached rows as stored (bit for bit), the others from ``computed``."""
     if computed is not None:
         dim = computed.vectors.shape[1]
@@ -301,4 +304,4 @@ def _assemble(slots: Sequence[Slot], computed: EmbedResult | None) -> EmbedResul
     if rows:
         assert computed is not None
         vectors[rows] = computed.vectors[indices]
-    return EmbedResult(vectors=vectors, token_counts=token_counts, truncated=truncated)
+    return EmbedResult(vectors=vectors, token_counts=token_counts, truncated=truncated, model=model)

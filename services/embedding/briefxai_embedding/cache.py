@@ -15,9 +15,15 @@ from dataclasses import dataclass
 ENTRY_OVERHEAD_BYTES = 216
 
 
-def text_key(text: str) -> bytes:
-    """The cache key of ``text``: its 16-byte BLAKE2b digest."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+def text_key(text: str, model: str = "") -> bytes:
+    """The cache key of ``text`` (embedded by ``model``): the 16-byte BLAKE2b digest of its UTF-8 bytes,
+    preceded by the model's name and a NUL when one is given, so that a service that serves two models
+    (a remote one and its local fallback) never answers one's request with the other's vector."""
+    digest = hashlib.blake2b(digest_size=16)
+    if model:
+        digest.update(model.encode("utf-8") + b"\0")
+    digest.update(text.encode("utf-8"))
+    return digest.digest()
 
 
 @dataclass(frozen=True, slots=True)

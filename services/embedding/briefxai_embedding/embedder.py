@@ -112,9 +112,13 @@ class Embedder:
             max_chars_per_text=self.limits.max_chars_per_text,
         )
 
-    async def embed(self, texts: Sequence[str], where: str = "", max_tokens: int = 0) -> EmbedResult:
+    async def embed(
+        self, texts: Sequence[str], where: str = "", max_tokens: int = 0, model: str = ""
+    ) -> EmbedResult:
         """Vectors of ``texts``, each cut after ``max_tokens`` model tokens first (0: the model's own
-        limit). Raises InvalidArgument for a batch over the limits, Unavailable while the model loads."""
+        limit), all from ``model`` ("" = the backend's current one; the result names it). Raises
+        InvalidArgument for a batch over the limits, Unavailable while the model loads, ModelPinned when
+        ``model`` cannot embed them now."""
         validate_texts(texts, self.limits, where)
         if not self.ready:
             raise Unavailable("the embedding model is still loading; retry shortly", reason="MODEL_LOADING")
@@ -124,7 +128,7 @@ class Embedder:
         if max_tokens > 0:
             texts, cut_flags = await asyncio.to_thread(self.cutter.cut, texts, max_tokens)
         try:
-            result = await self.batcher.embed(texts)
+            result = await self.batcher.embed(texts, model)
         except ServiceError as error:
             metrics.FAILURES.labels(backend, error.code_name).inc()
             raise
@@ -133,6 +137,7 @@ class Embedder:
                 vectors=result.vectors,
                 token_counts=result.token_counts,
                 truncated=[a or b for a, b in zip(result.truncated, cut_flags, strict=True)],
+                model=result.model,
             )
         metrics.DURATION.labels(backend).observe(time.perf_counter() - started)
         metrics.TEXTS.labels(backend).inc(len(result))

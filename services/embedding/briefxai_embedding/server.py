@@ -9,7 +9,7 @@ import grpc
 from briefxai.embedding.v1 import embedding_pb2_grpc
 from briefxai_common.bootstrap import Service
 from briefxai_common.health import HealthReport
-from briefxai_embedding.backends import EmbeddingBackend, create_backend
+from briefxai_embedding.backends import EmbeddingBackend, backend_breakers, create_backend
 from briefxai_embedding.batching import BatchPolicy
 from briefxai_embedding.cache import EmbeddingCache
 from briefxai_embedding.embedder import Embedder, Limits
@@ -47,11 +47,14 @@ def build_service(settings: EmbeddingSettings, backend: EmbeddingBackend | None 
         embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(servicer, server)
         return [SERVICE_NAME]
 
+    breakers = backend_breakers(embedder.backend)
+
     def health_info() -> HealthReport:
-        """Unhealthy until the model is loaded."""
+        """Unhealthy until the model is loaded; degraded while the remote endpoint's breaker is not closed."""
         info = embedder.info()
         return HealthReport(
             not_ready=[] if embedder.ready else ["model not loaded"],
+            circuit_breakers={name: b.state.label for name, b in breakers.items()} or None,
             details={
                 "model": info.model,
                 "backend": info.backend,

@@ -29,12 +29,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     async def EmbedTexts(
         self, request: embedding_pb2.EmbedTextsRequest, context: Context
     ) -> embedding_pb2.EmbedTextsResponse:
-        result = await self.embedder.embed(list(request.texts), max_tokens=request.max_tokens)
+        pinned = request.model if request.HasField("model") else ""
+        result = await self.embedder.embed(list(request.texts), max_tokens=request.max_tokens, model=pinned)
         return embedding_pb2.EmbedTextsResponse(
             vectors=packed(result),
             token_counts=result.token_counts,
             truncated=result.truncated,
-            model=self.embedder.backend.model,
+            model=result.model or self.embedder.backend.model,
         )
 
     async def StreamEmbedTexts(

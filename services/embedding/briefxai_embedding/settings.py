@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from briefxai_common.config import ServiceSettings
+from briefxai_common.config import BreakerSettings, RemoteRetryPolicySettings, ServiceSettings
 from briefxai_embedding.onnx_export import DEFAULT_PRECISION, Precision
 
 
@@ -25,9 +25,6 @@ class OpenAIEmbeddingSettings(BaseModel):
         description="Environment variable holding the API key; empty for servers that need no key.",
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per HTTP request, retries excluded.")
-    max_retries: int = Field(
-        default=2, ge=0, le=10, description="Client retries (with backoff) on 429, 5xx, timeouts."
-    )
     dimensions: int | None = Field(
         default=None,
         ge=1,
@@ -41,6 +38,24 @@ class OpenAIEmbeddingSettings(BaseModel):
         default="float",
         description="Vector encoding asked of the API; 'float' is the one every server speaks.",
     )
+
+
+class EmbeddingRetryPolicies(BaseModel):
+    """``retry_policies.embedding_remote``: requests to the OpenAI-compatible endpoint (backend openai)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedding_remote: RemoteRetryPolicySettings = Field(
+        default_factory=lambda: RemoteRetryPolicySettings.model_validate({})
+    )
+
+
+class EmbeddingBreakers(BaseModel):
+    """``circuit_breakers.embedding_remote``: the OpenAI-compatible endpoint's breaker (backend openai)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedding_remote: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
 
 
 class EmbeddingSettings(ServiceSettings):
@@ -150,6 +165,26 @@ class EmbeddingSettings(ServiceSettings):
         ),
     )
     openai: OpenAIEmbeddingSettings = Field(default_factory=OpenAIEmbeddingSettings)
+    fallback: Literal["none", "onnx", "torch"] = Field(
+        default="none",
+        description=(
+            "With backend openai: the local model that embeds a batch while the endpoint is unavailable "
+            "(its breaker open or its retries spent), 'none' for no failover. A batch pinned to the "
+            "remote model (EmbedTextsRequest.model: an analysis keeps the model of its first batch) is "
+            "refused with FAILED_PRECONDITION instead, to be retried later: one analysis never mixes two "
+            "embedding spaces."
+        ),
+    )
+    retry_policies: EmbeddingRetryPolicies = Field(
+        default_factory=lambda: EmbeddingRetryPolicies.model_validate({})
+    )
+    circuit_breakers: EmbeddingBreakers = Field(default_factory=lambda: EmbeddingBreakers.model_validate({}))
+
+    @model_validator(mode="after")
+    def _fallback_needs_a_remote_backend(self) -> Self:
+        if self.fallback != "none" and self.backend != "openai":
+            raise ValueError(f"fallback {self.fallback!r} needs backend 'openai' (got {self.backend!r})")
+        return self
 
     def resolved_torch_threads(self) -> int:
         """``torch_threads``, or the number of CPUs this process may run on when it is 0."""

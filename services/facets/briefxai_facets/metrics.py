@@ -15,17 +15,21 @@ LLM requests (one per HTTP request to an OpenAI-compatible chat API, retries inc
 
 The provider chain, labelled by the provider names tagged on values (``heuristic``, ``openai:<model>``):
 
-- ``briefxai_facets_failovers_total{from,to}``: facet values one provider could not give and the next
-  provider was asked for.
+- ``briefxai_failovers_total{service="facets",from,to,outcome}``: facet values one provider could not
+  give and the next provider was asked for, by whether it gave them (``ok``) or not (``failed``).
 - ``briefxai_facets_failed_values_total{provider,reason}``: facet values a provider could not give:
   ``invalid_answer`` (the LLM's answer was unusable after every attempt), an LLM request outcome
-  (``timeout``, ``rate_limited``...), ``provider_error`` (the provider raised), ``no_value``,
+  (``timeout``, ``rate_limited``...), ``circuit_open`` (the provider's breaker refused the request),
+  ``provider_error`` (the provider raised), ``no_value``,
   ``no_user_text``, ``unsupported_facet`` (the heuristic cannot answer custom facets), and, under
   ``provider="none"``, ``no_provider`` (no provider in the chain answers the facet).
 - ``briefxai_facets_values_total{status}``: values returned by ExtractFacets, ``ok`` or ``failed``.
 
 The LLM series (``briefxai_llm_*``, and ``briefxai_errors_total{service="facets",kind="llm"}``) are
-:mod:`briefxai_common.llm_metrics`'s, the same the clustering service's LLM namer records into.
+:mod:`briefxai_common.llm_metrics`'s, the same the clustering service's LLM namer records into; each
+LLM provider's breaker is ``briefxai_circuit_breaker_state{service="facets",breaker=<its key>}`` (and
+its transitions), its retries ``briefxai_retries_total{service="facets",dependency=<its key>}``
+(:mod:`briefxai_common.service_metrics`).
 
 The facets service has no cache, so there are no cache metrics.
 """
@@ -37,20 +41,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from prometheus_client import Counter
 
 from briefxai_common import service_metrics
-from briefxai_common.llm_metrics import LLM_OUTCOMES
-from briefxai_common.llm_metrics import llm_outcome as llm_outcome
+from briefxai_common.llm_metrics import LLM_OUTCOMES, llm_outcome
+from briefxai_common.resilience import CircuitOpenError
 
 SERVICE = "facets"
 
-LLM_FAILURE_REASONS = ("invalid_answer", *(o for o in LLM_OUTCOMES if o != "ok"))
+LLM_FAILURE_REASONS = ("invalid_answer", "circuit_open", *(o for o in LLM_OUTCOMES if o != "ok"))
 CHAIN_FAILURE_REASONS = ("provider_error", "no_value")
 HEURISTIC_FAILURE_REASONS = ("no_user_text", "unsupported_facet")
 
-FAILOVERS = Counter(
-    "briefxai_facets_failovers_total",
-    "Facet values handed from a provider that could not give them to the next provider.",
-    ["from", "to"],
-)
 FAILED_VALUES = Counter(
     "briefxai_facets_failed_values_total",
     "Facet values a provider could not give, by reason.",
@@ -64,21 +63,26 @@ FAILED_VALUES.labels("none", "no_provider")
 service_metrics.declare(SERVICE, error_kinds=("llm",))
 
 
+def failure_reason(error: BaseException) -> str:
+    """The ``reason`` of a value an LLM provider could not give because of ``error``."""
+    return "circuit_open" if isinstance(error, CircuitOpenError) else llm_outcome(error)
+
+
 def declare_chain(providers: Sequence[str], llm_providers: Iterable[str] = ()) -> None:
     """Failover and failed-value series at 0 for a chain of ``providers`` (in order)."""
     llm = set(llm_providers)
-    for i, source in enumerate(providers):
-        for target in providers[i + 1 :]:
-            FAILOVERS.labels(source, target)
+    service_metrics.declare_failovers(SERVICE, providers)
+    for source in providers:
         reasons = LLM_FAILURE_REASONS if source in llm else HEURISTIC_FAILURE_REASONS
         for reason in (*reasons, *CHAIN_FAILURE_REASONS):
             FAILED_VALUES.labels(source, reason)
 
 
-def count_failovers(handed: Mapping[str, int], to: str) -> None:
-    """``handed``: facet values the provider ``to`` is asked for, by the provider that failed them."""
-    for source, count in handed.items():
-        FAILOVERS.labels(source, to).inc(count)
+def count_failovers(outcomes: Mapping[tuple[str, str], int], to: str) -> None:
+    """``outcomes``: facet values the provider ``to`` was asked for, by (the provider that failed them,
+    ``ok`` if ``to`` gave them else ``failed``)."""
+    for (source, outcome), count in outcomes.items():
+        service_metrics.count_failover(SERVICE, source, to, outcome, count)
 
 
 def count_failed_values(provider: str, reasons: Mapping[str, int]) -> None:

@@ -15,10 +15,15 @@ the next one down, and that is remembered for the provider's life
 The reply is validated against the definitions (type, range, choices, ISO 639-1 code; a text answer
 that repeats six words in a row of the instructions is no answer, a reason that does is dropped: small
 models answer by saying the question back); valid values are kept, and a reply that is not JSON or has invalid values is retried for the
-facets still missing (``max_attempts`` tries in all, with jittered exponential backoff; ``Retry-After``
-is honoured). HTTP 408, 409, 429, 5xx, timeouts, connection errors and response bodies that are not JSON
-(or have no ``choices``) are retried the same way; other 4xx are not. What is still missing after the last
-try is a failed value, which the chain hands to the next provider — an invalid value is never returned.
+facets still missing (the service's ``retry_policies.llm_provider``, or the provider's own
+``max_attempts``/``backoff_*``: jittered exponential backoff, ``Retry-After`` honoured, never past the
+ExtractFacets call's deadline, within the provider's retry budget). HTTP 408, 429, 5xx, timeouts,
+connection errors and response bodies that are not JSON (or have no ``choices``) are retried the same way;
+other 4xx are not. Each HTTP request goes through the provider's circuit breaker
+(``circuit_breakers.llm_provider``, named after the provider's key, probed with ``GET /models`` while not
+closed): an open breaker fails the facets at once, so the chain hands them to the next provider. What is
+still missing after the last try is a failed value, which the chain hands to the next provider — an
+invalid value is never returned.
 Counts (``turns``, ``user_turns``, ``tokens``) are not asked of the LLM. Request summaries and reasons
 from the LLM also go through PII redaction (:func:`briefxai_common.pii.redact`).
 
@@ -35,8 +40,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from briefxai_common.config import BreakerSettings, LLMRetryPolicySettings
 from briefxai_common.llm import (
     ChatClient,
+    GuardedEndpoint,
     ResponseFormat,
     ResponseFormatNegotiator,
     describe_error,
@@ -45,13 +52,13 @@ from briefxai_common.llm import (
     repeats_instructions,
     response_format_field,
     retryable,
-    retrying,
     schema_instructions,
 )
 from briefxai_common.llm import reply_content as reply_content
 from briefxai_common.llm_metrics import LLMMeter
 from briefxai_common.logging import get_logger
 from briefxai_common.pii import redact
+from briefxai_common.resilience import CircuitState, RetryPolicy
 
 from . import metrics
 from .definitions import (
@@ -238,8 +245,20 @@ class OpenAIProvider:
         summary_max_chars: int = 200,
         phone_region: str = "US",
         provider: str = "openai",
+        retry_policy: RetryPolicy | None = None,
+        breaker: BreakerSettings | None = None,
     ) -> None:
+        """``retry_policy`` None: the default ``llm_provider`` policy with the settings' overrides;
+        ``breaker`` None: the default breaker settings."""
         self.settings = settings
+        self.key = provider
+        self.endpoint = GuardedEndpoint(
+            metrics.SERVICE,
+            provider,
+            retry_policy or settings.retry_policy(LLMRetryPolicySettings.model_validate({})),
+            breaker or BreakerSettings.model_validate({}),
+            retry_on=_retryable,
+        )
         self._meter = LLMMeter(
             provider,
             settings.model,
@@ -257,6 +276,10 @@ class OpenAIProvider:
     def name(self) -> str:
         return f"openai:{self.settings.model}"
 
+    @property
+    def breaker_state(self) -> CircuitState:
+        return self.endpoint.breaker.state
+
     def response_format_state(self) -> dict[str, Any]:
         """The configured and current ``response_format`` and the downgrades so far (for /health)."""
         return self.formats.describe()
@@ -269,9 +292,12 @@ class OpenAIProvider:
             return
         # retries are ours (tenacity), so that bad JSON and HTTP faults share one budget.
         self._client = await open_chat_client(self.settings, provider=self.name, user_agent="briefxai-facets")
+        self.endpoint.client = self._client
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        self.endpoint.client = None
+        await self.endpoint.close()
         if client is not None:
             await client.close()
 
@@ -307,7 +333,8 @@ class OpenAIProvider:
 
         async def send(fmt: ResponseFormat) -> Any:
             body = self.request_body(conversation, facets, fmt)
-            async with self._semaphore:  # the client's own timeout starts once a slot is free
+            # the client's own timeout starts once a slot is free
+            async with self.endpoint.guarded(), self._semaphore:
                 return await self._meter.request(client.complete(body))
 
         response = await self.formats.call(send)
@@ -321,20 +348,22 @@ class OpenAIProvider:
         accepted: dict[str, FacetValue] = {}
         failure = failure_reason = ""
         errors: dict[str, str] = {}
-        tries = retrying(self.settings, _retryable)
+
+        async def attempt() -> None:
+            nonlocal errors
+            missing = [f for f in facets if f.name not in accepted]
+            content = await self._ask(job.conversation, missing)
+            errors = self._accept(content, missing, accepted)
+            if errors:
+                raise MalformedReply(errors)
+
         try:
-            async for attempt in tries:
-                with attempt:
-                    missing = [f for f in facets if f.name not in accepted]
-                    content = await self._ask(job.conversation, missing)
-                    errors = self._accept(content, missing, accepted)
-                    if errors:
-                        raise MalformedReply(errors)
+            await self.endpoint.call(attempt)
         except MalformedReply as exc:
             errors = exc.errors
         except Exception as exc:  # an HTTP or network fault: the facets fail here and go to the next provider
-            failure, failure_reason = describe_error(exc), metrics.llm_outcome(exc)
-        attempts = self.settings.max_attempts
+            failure, failure_reason = describe_error(exc), metrics.failure_reason(exc)
+        attempts = self.endpoint.retrier.policy.max_attempts
         values = dict(accepted)
         for f in facets:
             if f.name in values:

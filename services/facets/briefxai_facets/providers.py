@@ -4,6 +4,11 @@ A provider answers some facets for a batch of :class:`Job` s. The chain asks the
 every facet it supports; whatever it cannot give (unsupported, or a failed value) goes to the next
 provider, and so on. A facet no provider could answer comes back as a failed value whose error lists
 what each provider said. Every value is tagged with the provider that made it.
+
+Health is known passively and actively: each LLM provider's circuit breaker (opened by failing requests,
+probed with ``GET /models`` while not closed, see :class:`~briefxai_common.llm.GuardedEndpoint`) and
+each provider's recent outcomes. Failovers are counted with their outcome
+(``briefxai_failovers_total{service="facets"}``).
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from briefxai_common.health import OutcomeTracker
+from briefxai_common.health import AVAILABLE, DEGRADED, UNAVAILABLE, OutcomeTracker
 from briefxai_common.logging import get_logger
+from briefxai_common.resilience import CircuitState
 
 from . import metrics
 from .definitions import Conversation, FacetCatalog, FacetDefinition, FacetValue, Job
@@ -76,8 +82,21 @@ class FailoverChain:
         return {p.name: p.response_format_state() for p in self.providers if isinstance(p, OpenAIProvider)}
 
     def provider_states(self) -> dict[str, str]:
-        """``available``, ``degraded`` or ``unavailable`` for each provider, from its recent calls."""
-        return {name: tracker.status for name, tracker in self.outcomes.items()}
+        """``available``, ``degraded`` or ``unavailable`` for each provider: ``unavailable`` while its
+        breaker is open, at best ``degraded`` while half-open, else from its recent calls."""
+        states = {name: tracker.status for name, tracker in self.outcomes.items()}
+        for provider in self.providers:
+            if isinstance(provider, OpenAIProvider):
+                breaker = provider.breaker_state
+                if breaker is CircuitState.OPEN:
+                    states[provider.name] = UNAVAILABLE
+                elif breaker is CircuitState.HALF_OPEN and states[provider.name] == AVAILABLE:
+                    states[provider.name] = DEGRADED
+        return states
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each LLM provider's circuit breaker, by the provider's key (``closed``, ``open``, ``half_open``)."""
+        return {p.key: p.breaker_state.label for p in self.providers if isinstance(p, OpenAIProvider)}
 
     async def close(self) -> None:
         for provider in self.providers:
@@ -94,16 +113,19 @@ class FailoverChain:
         for provider in self.providers:
             indices: list[int] = []
             jobs: list[Job] = []
-            handed: Counter[str] = Counter()
             for i, conversation in enumerate(conversations):
                 wanted = tuple(f for f in facets if f.name not in found[i] and provider.supports(f))
                 if wanted:
                     indices.append(i)
                     jobs.append(Job(conversation, wanted))
-                    handed.update(failed_by[i][f.name] for f in wanted if f.name in failed_by[i])
             if not jobs:
                 continue
-            metrics.count_failovers(handed, provider.name)
+            handed = [
+                (i, f.name, failed_by[i][f.name])
+                for i, j in zip(indices, jobs, strict=True)
+                for f in j.facets
+                if f.name in failed_by[i]
+            ]
             reasons: Counter[str] = Counter()
             try:
                 outputs = await provider.extract(jobs)
@@ -131,6 +153,10 @@ class FailoverChain:
                     else:
                         found[i][f.name] = value
             metrics.count_failed_values(provider.name, reasons)
+            metrics.count_failovers(
+                Counter((source, "ok" if facet in found[i] else "failed") for i, facet, source in handed),
+                provider.name,
+            )
             self._record(provider.name, asked=sum(len(j.facets) for j in jobs), failed=sum(reasons.values()))
         results: list[list[FacetValue]] = []
         unanswered = 0
@@ -159,12 +185,15 @@ def build_chain(settings: FacetsSettings) -> FailoverChain:
         if name == "heuristic":
             providers.append(HeuristicProvider(settings.heuristic))
         else:
+            llm = settings.llm_settings(name)
             providers.append(
                 OpenAIProvider(
-                    settings.llm_settings(name),
+                    llm,
                     summary_max_chars=settings.heuristic.summary_max_chars,
                     phone_region=settings.heuristic.phone_region,
                     provider=name,
+                    retry_policy=llm.retry_policy(settings.retry_policies.llm_provider),
+                    breaker=settings.circuit_breakers.llm_provider,
                 )
             )
     return FailoverChain(providers, FacetCatalog(settings.custom_definitions()))

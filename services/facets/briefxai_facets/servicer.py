@@ -9,6 +9,7 @@ import grpc
 from briefxai.common.v1 import common_pb2
 from briefxai.facets.v1 import facets_pb2, facets_pb2_grpc
 from briefxai_common.conversations_proto import conversation_from_proto
+from briefxai_common.resilience import deadline_scope
 
 from .definitions import FacetDefinition, FacetType, FacetValue
 from .extractor import FacetExtractor
@@ -59,7 +60,9 @@ class FacetsServicer(facets_pb2_grpc.FacetsServiceServicer):
         self, request: facets_pb2.ExtractFacetsRequest, context: Context
     ) -> facets_pb2.ExtractFacetsResponse:
         conversations = [conversation_from_proto(c) for c in request.conversations]
-        results = await self.extractor.extract(conversations, list(request.facets))
+        # LLM retries and waits end with the caller's deadline
+        with deadline_scope(context.time_remaining()):
+            results = await self.extractor.extract(conversations, list(request.facets))
         return facets_pb2.ExtractFacetsResponse(
             results=[
                 facets_pb2.ConversationFacets(

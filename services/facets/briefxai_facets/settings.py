@@ -11,7 +11,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from briefxai_common.config import ServiceSettings
+from briefxai_common.config import BreakerSettings, LLMRetryPolicySettings, ServiceSettings
 from briefxai_common.llm import LLMEndpointSettings
 
 from .definitions import BUILTIN_NAMES, FacetDefinition, FacetType
@@ -105,6 +105,25 @@ class CustomFacetSettings(BaseModel):
         return self
 
 
+class FacetsRetryPolicies(BaseModel):
+    """``retry_policies.llm_provider``: every LLM provider's requests (each provider's ``max_attempts``,
+    ``backoff_initial_seconds`` and ``backoff_max_seconds`` override it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm_provider: LLMRetryPolicySettings = Field(
+        default_factory=lambda: LLMRetryPolicySettings.model_validate({})
+    )
+
+
+class FacetsBreakers(BaseModel):
+    """``circuit_breakers.llm_provider``: the settings of each LLM provider's breaker (one per provider)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm_provider: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
+
+
 class FacetsSettings(ServiceSettings):
     section: ClassVar[str] = "facets"
     model_config = SettingsConfigDict(
@@ -122,6 +141,10 @@ class FacetsSettings(ServiceSettings):
         default_factory=dict, description="More OpenAI-compatible providers, by the name used in `providers`."
     )
     heuristic: HeuristicSettings = Field(default_factory=lambda: HeuristicSettings())
+    retry_policies: FacetsRetryPolicies = Field(
+        default_factory=lambda: FacetsRetryPolicies.model_validate({})
+    )
+    circuit_breakers: FacetsBreakers = Field(default_factory=lambda: FacetsBreakers.model_validate({}))
     custom_facets: list[CustomFacetSettings] = Field(default_factory=list)
     max_conversations_per_request: int = Field(
         default=1000, ge=1, description="Larger requests: INVALID_ARGUMENT."

@@ -5,24 +5,68 @@ A new backend is one new module here plus one branch in ``create_backend``.
 
 from __future__ import annotations
 
-from briefxai_embedding.backends.base import EmbeddingBackend, EmbedResult, l2_normalize
+from briefxai_common.resilience import CircuitBreaker
+from briefxai_embedding.backends.base import (
+    MODEL_PINNED,
+    EmbeddingBackend,
+    EmbedResult,
+    ModelPinned,
+    MultiModelBackend,
+    embed_with_model,
+    l2_normalize,
+)
 from briefxai_embedding.settings import EmbeddingSettings
 
-__all__ = ["EmbedResult", "EmbeddingBackend", "create_backend", "l2_normalize"]
+__all__ = [
+    "MODEL_PINNED",
+    "EmbedResult",
+    "EmbeddingBackend",
+    "ModelPinned",
+    "MultiModelBackend",
+    "backend_breakers",
+    "create_backend",
+    "embed_with_model",
+    "l2_normalize",
+]
 
 
 def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
-    """The backend ``settings.backend`` names, configured but not loaded (``await backend.load()``).
+    """The backend ``settings.backend`` names (behind a :class:`FailoverBackend` with the local
+    ``settings.fallback`` when set), configured but not loaded (``await backend.load()``).
 
     Raises ConfigError when the configuration cannot work (for example a missing API key).
     """
-    if settings.backend == "torch":
+    if settings.backend == "openai":
+        from briefxai_embedding.backends.failover import FailoverBackend
+        from briefxai_embedding.backends.openai import OpenAIBackend, resolve_api_key
+
+        remote = OpenAIBackend(
+            settings.openai,
+            resolve_api_key(settings.openai),
+            retry_policy=settings.retry_policies.embedding_remote.policy(),
+            breaker=settings.circuit_breakers.embedding_remote,
+        )
+        if settings.fallback == "none":
+            return remote
+        return FailoverBackend(remote, _local_backend(settings.fallback, settings))
+    return _local_backend(settings.backend, settings)
+
+
+def backend_breakers(backend: EmbeddingBackend) -> dict[str, CircuitBreaker]:
+    """The circuit breakers of a backend (a remote endpoint's), by name, for /health."""
+    remote = getattr(backend, "primary", backend)
+    breaker = getattr(remote, "breaker", None)
+    return {breaker.name: breaker} if isinstance(breaker, CircuitBreaker) else {}
+
+
+def _local_backend(kind: str, settings: EmbeddingSettings) -> EmbeddingBackend:
+    if kind == "torch":
         from briefxai_embedding.backends.sentence_transformers import SentenceTransformersBackend
 
         return SentenceTransformersBackend(
             batch_size=settings.batch_size, torch_threads=settings.resolved_torch_threads()
         )
-    if settings.backend == "onnx":
+    if kind == "onnx":
         from briefxai_embedding.backends.onnx import OnnxBackend
 
         return OnnxBackend(
@@ -34,8 +78,4 @@ def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
             parallel_runs=settings.onnx_parallel_runs,
             memory_arena=settings.onnx_memory_arena,
         )
-    if settings.backend == "openai":
-        from briefxai_embedding.backends.openai import OpenAIBackend, resolve_api_key
-
-        return OpenAIBackend(settings.openai, resolve_api_key(settings.openai))
-    raise ValueError(f"unknown embedding backend {settings.backend!r}")
+    raise ValueError(f"unknown embedding backend {kind!r}")

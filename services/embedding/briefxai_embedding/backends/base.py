@@ -1,14 +1,20 @@
-"""The one interface every embedding backend implements, and what ``embed`` returns."""
+"""The one interface every embedding backend implements, what ``embed`` returns, and the refusal of a
+batch pinned to a model the service cannot serve (:class:`ModelPinned`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+from briefxai_common.errors import FailedPrecondition, RetryableError
+
+#: google.rpc.ErrorInfo reason of :class:`ModelPinned` (the gateway retries it later).
+MODEL_PINNED = "EMBEDDING_MODEL_PINNED"
 
 
 @dataclass(frozen=True)
@@ -18,11 +24,14 @@ class EmbedResult:
     - ``vectors``: float32 array of shape ``(n, dim)``.
     - ``token_counts``: tokens the model saw per text (after truncation); 0 where the backend cannot tell.
     - ``truncated``: True where the text was cut (at the model's ``max_tokens``, or at the caller's).
+    - ``model``: the model that made the vectors when a backend may serve more than one (the failover
+      backend); "" = the backend's ``model``.
     """
 
     vectors: npt.NDArray[np.float32]
     token_counts: list[int]
     truncated: list[bool]
+    model: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.token_counts)
@@ -75,6 +84,35 @@ class EmbeddingBackend(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class MultiModelBackend(EmbeddingBackend, Protocol):
+    """A backend that serves more than one model (the failover backend): ``embed`` takes the model."""
+
+    @property
+    def models(self) -> tuple[str, ...]: ...
+
+    async def embed(self, texts: Sequence[str], model: str = "") -> EmbedResult: ...
+
+
+class ModelPinned(FailedPrecondition, RetryableError):
+    """A batch pinned to ``pinned`` (the model of its analysis) that the service would answer with
+    ``serving``: FAILED_PRECONDITION with ``ErrorInfo`` reason ``EMBEDDING_MODEL_PINNED`` (both models in
+    its metadata) and, when known, ``RetryInfo``: retry later, never a silent change of embedding space."""
+
+    def __init__(
+        self, message: str, *, pinned: str, serving: str, retry_after_seconds: float | None = None
+    ) -> None:
+        RetryableError.__init__(
+            self,
+            message,
+            reason=MODEL_PINNED,
+            retry_after_seconds=retry_after_seconds,
+            metadata={"pinned_model": pinned, "serving_model": serving},
+        )
+        self.pinned = pinned
+        self.serving = serving
+
+
 def l2_normalize(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     """Rows scaled to unit length, as float32; all-zero rows stay zero.
 
@@ -88,3 +126,17 @@ def l2_normalize(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     norms[norms == 0.0] = 1.0
     return (array / norms).astype(np.float32)
+
+
+async def embed_with_model(backend: EmbeddingBackend, texts: Sequence[str], model: str = "") -> EmbedResult:
+    """``texts`` embedded by ``model`` ("" = the backend's current model), the result naming it: a
+    :class:`MultiModelBackend` is asked for that model; any other backend refuses a model it is not."""
+    if isinstance(backend, MultiModelBackend):
+        return await backend.embed(texts, model)
+    if model and model != backend.model:
+        raise ModelPinned(
+            f"the batch is pinned to embedding model {model!r}; this service embeds with {backend.model!r}",
+            pinned=model,
+            serving=backend.model,
+        )
+    return replace(await backend.embed(texts), model=backend.model)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from briefxai.common.v1 import common_pb2 as briefxai_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%briefxai/embedding/v1/embedding.proto\x12\x15\x62riefxai.embedding.v1\x1a\x1f\x62riefxai/common/v1/common.proto\"6\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\"\x80\x01\n\x12\x45mbedTextsResponse\x12\x32\n\x07vectors\x18\x01 \x01(\x0b\x32!.briefxai.common.v1.PackedVectors\x12\x14\n\x0ctoken_counts\x18\x02 \x03(\r\x12\x11\n\ttruncated\x18\x03 \x03(\x08\x12\r\n\x05model\x18\x04 \x01(\t\"<\n\x17StreamEmbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\"\x87\x01\n\x18StreamEmbedTextsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x32\n\x07vectors\x18\x02 \x01(\x0b\x32!.briefxai.common.v1.PackedVectors\x12\x14\n\x0ctoken_counts\x18\x03 \x03(\r\x12\x11\n\ttruncated\x18\x04 \x03(\x08\"\x15\n\x13GetModelInfoRequest\"\xa6\x01\n\x14GetModelInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12\x12\n\nnormalized\x18\x05 \x01(\x08\x12\x1d\n\x15max_texts_per_request\x18\x06 \x01(\r\x12\x1a\n\x12max_chars_per_text\x18\x07 \x01(\r2\xd7\x02\n\x10\x45mbeddingService\x12\x61\n\nEmbedTexts\x12(.briefxai.embedding.v1.EmbedTextsRequest\x1a).briefxai.embedding.v1.EmbedTextsResponse\x12w\n\x10StreamEmbedTexts\x12..briefxai.embedding.v1.StreamEmbedTextsRequest\x1a/.briefxai.embedding.v1.StreamEmbedTextsResponse(\x01\x30\x01\x12g\n\x0cGetModelInfo\x12*.briefxai.embedding.v1.GetModelInfoRequest\x1a+.briefxai.embedding.v1.GetModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%briefxai/embedding/v1/embedding.proto\x12\x15\x62riefxai.embedding.v1\x1a\x1f\x62riefxai/common/v1/common.proto\"T\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\x12\x12\n\x05model\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_model\"\x80\x01\n\x12\x45mbedTextsResponse\x12\x32\n\x07vectors\x18\x01 \x01(\x0b\x32!.briefxai.common.v1.PackedVectors\x12\x14\n\x0ctoken_counts\x18\x02 \x03(\r\x12\x11\n\ttruncated\x18\x03 \x03(\x08\x12\r\n\x05model\x18\x04 \x01(\t\"<\n\x17StreamEmbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\r\"\x87\x01\n\x18StreamEmbedTextsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x32\n\x07vectors\x18\x02 \x01(\x0b\x32!.briefxai.common.v1.PackedVectors\x12\x14\n\x0ctoken_counts\x18\x03 \x03(\r\x12\x11\n\ttruncated\x18\x04 \x03(\x08\"\x15\n\x13GetModelInfoRequest\"\xa6\x01\n\x14GetModelInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12\x12\n\nnormalized\x18\x05 \x01(\x08\x12\x1d\n\x15max_texts_per_request\x18\x06 \x01(\r\x12\x1a\n\x12max_chars_per_text\x18\x07 \x01(\r2\xd7\x02\n\x10\x45mbeddingService\x12\x61\n\nEmbedTexts\x12(.briefxai.embedding.v1.EmbedTextsRequest\x1a).briefxai.embedding.v1.EmbedTextsResponse\x12w\n\x10StreamEmbedTexts\x12..briefxai.embedding.v1.StreamEmbedTextsRequest\x1a/.briefxai.embedding.v1.StreamEmbedTextsResponse(\x01\x30\x01\x12g\n\x0cGetModelInfo\x12*.briefxai.embedding.v1.GetModelInfoRequest\x1a+.briefxai.embedding.v1.GetModelInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'briefxai.embedding.v1.embed
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EMBEDTEXTSREQUEST']._serialized_start=97
-  _globals['_EMBEDTEXTSREQUEST']._serialized_end=151
-  _globals['_EMBEDTEXTSRESPONSE']._serialized_start=154
-  _globals['_EMBEDTEXTSRESPONSE']._serialized_end=282
-  _globals['_STREAMEMBEDTEXTSREQUEST']._serialized_start=284
-  _globals['_STREAMEMBEDTEXTSREQUEST']._serialized_end=344
-  _globals['_STREAMEMBEDTEXTSRESPONSE']._serialized_start=347
-  _globals['_STREAMEMBEDTEXTSRESPONSE']._serialized_end=482
-  _globals['_GETMODELINFOREQUEST']._serialized_start=484
-  _globals['_GETMODELINFOREQUEST']._serialized_end=505
-  _globals['_GETMODELINFORESPONSE']._serialized_start=508
-  _globals['_GETMODELINFORESPONSE']._serialized_end=674
-  _globals['_EMBEDDINGSERVICE']._serialized_start=677
-  _globals['_EMBEDDINGSERVICE']._serialized_end=1020
+  _globals['_EMBEDTEXTSREQUEST']._serialized_end=181
+  _globals['_EMBEDTEXTSRESPONSE']._serialized_start=184
+  _globals['_EMBEDTEXTSRESPONSE']._serialized_end=312
+  _globals['_STREAMEMBEDTEXTSREQUEST']._serialized_start=314
+  _globals['_STREAMEMBEDTEXTSREQUEST']._serialized_end=374
+  _globals['_STREAMEMBEDTEXTSRESPONSE']._serialized_start=377
+  _globals['_STREAMEMBEDTEXTSRESPONSE']._serialized_end=512
+  _globals['_GETMODELINFOREQUEST']._serialized_start=514
+  _globals['_GETMODELINFOREQUEST']._serialized_end=535
+  _globals['_GETMODELINFORESPONSE']._serialized_start=538
+  _globals['_GETMODELINFORESPONSE']._serialized_end=704
+  _globals['_EMBEDDINGSERVICE']._serialized_start=707
+  _globals['_EMBEDDINGSERVICE']._serialized_end=1050
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbedTextsRequest(_message.Message):
-    __slots__ = ("texts", "max_tokens")
+    __slots__ = ("texts", "max_tokens", "model")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     max_tokens: int
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class EmbedTextsResponse(_message.Message):
     __slots__ = ("vectors", "token_counts", "truncated", "model")
