@@ -13,18 +13,24 @@ export GRPC_VERBOSITY ?= ERROR
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install protos check-protos run up observe test test-fast lint bench bench-smoke quality helm-lint clean
+.PHONY: install protos check-protos run up observe test test-fast lint bench bench-smoke quality soak helm-lint clean
 
 install: $(VENV)/.installed
 
+# One package per library and service (libs/*/, services/*/), each declaring only its own
+# dependencies; all are installed editable, with the root project's dev tools. The root project
+# `briefxai` is uninstalled first: the single package it used to be owned bin/briefxai, and replacing it
+# after briefxai-cli is installed would delete that script.
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build.
 # The ONNX export of the packaged model (int8, activation scales calibrated on the bundled sample
 # conversations) is built locally once (no hub, no network), for the default backend.
-$(VENV)/.installed: pyproject.toml
+PACKAGES := $(sort $(dir $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)))
+$(VENV)/.installed: pyproject.toml $(addsuffix pyproject.toml,$(PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip uninstall --quiet --yes briefxai
+	$(PY) -m pip install --quiet $(addprefix -e ,$(PACKAGES)) -e '.[dev]'
 	$(PY) -m briefxai_embedding.onnx_export
 	touch $@
 
@@ -54,8 +60,9 @@ up: install
 observe: install
 	BIN=$(BIN) deploy/observe.sh
 
-test: install check-protos lint
-	$(BIN)/pytest -q
+# helm-lint runs tests/deploy itself, so the rest of the suite leaves them out.
+test: install check-protos lint helm-lint
+	$(BIN)/pytest -q --ignore=tests/deploy
 
 test-fast: install $(BUF)
 	$(BIN)/pytest -q -m "not e2e"
@@ -76,6 +83,13 @@ lint: install $(BUF)
 	tag=$$(git describe --tags --abbrev=0 2>/dev/null || true); \
 	if [ -n "$$tag" ]; then $(BUF) breaking --against ".git#tag=$$tag"; else echo "buf breaking: no release tag yet"; fi
 
+# The Helm chart (deploy/helm/briefxai): `helm lint --strict` and `helm template` with the default and the
+# production values (Helm v4's SDK from helm-python-sdk: no helm binary), every manifest validated offline
+# against the Kubernetes schemas (kubernetes-validate), then tests/deploy (probes against the real services).
+helm-lint: install
+	$(PY) -m tests.deploy.chart
+	$(BIN)/pytest -q tests/deploy
+
 bench: install
 	$(BIN)/python -m benchmarks.run --full
 
@@ -86,5 +100,12 @@ bench-smoke: install
 quality: install
 	$(BIN)/python -m benchmarks.quality
 
+# Analyses under random faults for DURATION (30s, 5m, 1h; default 10m): services SIGKILLed and restarted,
+# workers SIGSTOPped and resumed, the scripted LLM answering 429/500/hangs/bad JSON. Prints analyses
+# completed, faults injected, conversations lost and duplicated, mismatches against a fault-free run;
+# fails unless those are 0 (benchmarks/soak.py).
+soak: install
+	$(PY) -m benchmarks.soak --duration $(or $(DURATION),10m)
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info libs/*/*.egg-info services/*/*.egg-info

@@ -477,6 +477,7 @@ def render_markdown(results: Row) -> str:
     out += _rss_and_scaling_section(results)
     out += _text_section(results)
     out += _assign_section(results)
+    out += _replicas_section(results)
     out += _profile_section(results)
     out += [
         "",
@@ -890,6 +891,24 @@ def _text_section(results: Row) -> list[str]:
         ],
     )
     return out
+
+
+def _replicas_section(results: Row) -> list[str]:
+    run = results.get("replicas")
+    if not run:
+        return []
+    from benchmarks import replicas_bench
+
+    return [
+        "",
+        "## 9. Embedding replicas",
+        "",
+        "End to end with 1 and 2 local embedding replicas (`briefxai up --replicas`); on one machine they "
+        "share its cores, so the figures say what a second replica costs here, not what a second node "
+        "gives (docs/scaling.md).",
+        "",
+        replicas_bench.markdown(run),
+    ]
 
 
 def _assign_section(results: Row) -> list[str]:

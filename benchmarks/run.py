@@ -43,7 +43,7 @@ from benchmarks.report import evaluate_targets, render_markdown
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
-SECTIONS = ("embedding", "facets", "clustering", "e2e", "e2e-real", "text", "assign")
+SECTIONS = ("embedding", "facets", "clustering", "e2e", "e2e-real", "text", "assign", "replicas")
 FULL_SIZES = (1_000, 10_000, 100_000)
 BACKENDS = ("onnx-int8-static", "onnx-int8", "onnx-fp32", "torch-fp32")
 
@@ -73,6 +73,7 @@ class Plan:
     assign_base: int = 10_000  # the analysis new conversations are assigned to
     assign_conversations: int = 5_000
     assign_call_size: int = 1_000
+    replicas_conversations: int = 5_000  # end to end with 1 and 2 embedding replicas (docs/scaling.md)
     py_spy: str | None = None
     notes: tuple[str, ...] = ()
 
@@ -96,6 +97,7 @@ SMOKE = Plan(
     assign_base=200,
     assign_conversations=200,
     assign_call_size=100,
+    replicas_conversations=200,
 )
 FULL = Plan(mode="full")
 
@@ -324,7 +326,14 @@ def run_sections(plan: Plan, results: dict[str, Any]) -> None:
     section("e2e", e2e)
     section("e2e-real", e2e_real)
     section("text", text)
+
+    def replicas() -> Any:
+        from benchmarks import replicas_bench
+
+        return replicas_bench.run(plan.replicas_conversations)
+
     section("assign", assign)
+    section("replicas", replicas)
     if not results["errors"]:
         del results["errors"]
 

@@ -74,6 +74,8 @@ def test_a_valid_conversation_passes() -> None:
         (conv("   ", ("user", "x")), "conversations[0].id", "must be non-empty"),
         (conv("123456789", ("user", "x")), "conversations[0].id", "at most 8 characters"),
         (conv("a", ("user", "x"), user_id="u" * 5), "conversations[0].user_id", "at most 4 characters"),
+        (conv("a\x00b", ("user", "x")), "conversations[0].id", "must not contain NUL"),
+        (conv("a", ("user", "x"), user_id="u\x00"), "conversations[0].user_id", "must not contain NUL"),
         (conv("a"), "conversations[0].messages", "at least one message is required"),
         (conv("a", *[("user", "x")] * 4), "conversations[0].messages", "at most 3 messages"),
         (conv("a", ("", "x")), "conversations[0].messages[0].role", "must be set"),

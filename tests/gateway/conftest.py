@@ -176,6 +176,17 @@ class GatewayHandle:
 GatewayFactory = Callable[..., Awaitable[GatewayHandle]]
 
 
+def every_downstream(**values: Any) -> dict[str, dict[str, Any]]:
+    """The same retry policy or breaker settings for each downstream service, for the gateway's
+    ``retry_policies`` / ``circuit_breakers``."""
+    return {name: dict(values) for name in ("facets", "embedding", "clustering")}
+
+
+def retry_until_back(**values: Any) -> dict[str, dict[str, Any]]:
+    """Retry policies that keep retrying while a downstream restarts (a retry budget that does not run out)."""
+    return every_downstream(budget_min_retries_per_second=10_000, **values)
+
+
 def gateway_settings(store_url: str, downstream: Downstream, **overrides: Any) -> GatewaySettings:
     values: dict[str, Any] = {
         **LOCAL,
@@ -185,8 +196,8 @@ def gateway_settings(store_url: str, downstream: Downstream, **overrides: Any) -
         "clustering_address": downstream.clustering.address,
         "batch_size": 8,
         "max_inflight_batches": 2,
-        "retry": {"max_attempts": 2, "initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05},
-        "breaker": {"failure_threshold": 3, "reset_timeout_seconds": 60},
+        "retry_policies": every_downstream(max_attempts=2, initial_delay_ms=10, max_delay_ms=50),
+        "circuit_breakers": every_downstream(failure_threshold=3, open_timeout_ms=60_000),
         "watch_poll_seconds": 0.5,
     }
     values.update(overrides)

@@ -133,6 +133,11 @@ async def test_queue_depth_and_active_sessions_follow_the_scheduler(start_gatewa
     assert queued + running >= 1
     for analysis_id in ids:
         await gw.wait(analysis_id)
+    # A run's bookkeeping (its lease released in the store) ends just after its SUCCEEDED is visible.
+    for _ in range(200):
+        if scheduler.running_count == 0:
+            break
+        await asyncio.sleep(0.05)
     assert metric_value("briefxai_analyses_queued") == 0
     assert metric_value("briefxai_active_sessions", {"service": "gateway"}) == 0
 

@@ -23,7 +23,7 @@ from tests.e2e.support import run_cli
 from tests.support.chromium import hover_point, open_page
 from tests.support.http import http_get
 
-from .conftest import LOCAL, GatewayFactory, GatewayHandle, conversations
+from .conftest import LOCAL, GatewayFactory, GatewayHandle, conversations, every_downstream, retry_until_back
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -164,8 +164,8 @@ async def test_report_route_errors(start_gateway: GatewayFactory, closed_address
     # Clustering points at a port nobody listens on and retries go on: the analysis stays RUNNING.
     gw = await start_gateway(
         clustering_address=closed_address,
-        retry={"max_attempts": 10_000, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.1},
-        breaker={"failure_threshold": 1_000_000},
+        retry_policies=retry_until_back(max_attempts=10_000, initial_delay_ms=50, max_delay_ms=100),
+        circuit_breakers=every_downstream(failure_threshold=1_000_000),
     )
     port = gw.running.http_port
     status, body = await asyncio.to_thread(http_get, port, "/analyses/nope/report")

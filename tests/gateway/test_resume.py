@@ -15,7 +15,14 @@ from briefxai_gateway.embed_text import embed_text
 from briefxai_gateway.models import AnalysisOptions, AnalysisState, EmbedTextMode, PackedBatch, Stage
 from briefxai_gateway.store import Store
 
-from .conftest import Downstream, GatewayFactory, conversations, server_calls
+from .conftest import (
+    Downstream,
+    GatewayFactory,
+    conversations,
+    every_downstream,
+    retry_until_back,
+    server_calls,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,8 +38,8 @@ async def test_stopped_gateway_resumes_without_redoing_batches(
     # cluster stage with every facets/embed batch checkpointed when the gateway is stopped.
     first = await start_gateway(
         clustering_address=closed_address,
-        retry={"max_attempts": 10_000, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.1},
-        breaker={"failure_threshold": 1_000_000},
+        retry_policies=retry_until_back(max_attempts=10_000, initial_delay_ms=50, max_delay_ms=100),
+        circuit_breakers=every_downstream(failure_threshold=1_000_000),
         batch_size=4,
     )
     request = gateway_pb2.CreateAnalysisRequest(conversations=conversations(14), request_id="resume-me")

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from briefxai_facets.server import build_service as build_facets
 from briefxai_facets.settings import FacetsSettings
 from briefxai_gateway.models import Stage
 from tests.support.errors import field_violations
+from tests.support.ports import free_port
 
 from .conftest import (
     LOCAL,
@@ -30,7 +31,9 @@ from .conftest import (
     GatewayHandle,
     conversation,
     conversations,
+    every_downstream,
     metric_value,
+    retry_until_back,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -282,7 +285,7 @@ async def test_invalid_arguments_have_field_violations_and_the_service_keeps_ser
     assert (await gw.wait(ok.id))[-1].analysis.state == SUCCEEDED
 
 
-def _forged_token(payload: dict[str, object]) -> str:
+def _forged_token(payload: Mapping[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
@@ -344,8 +347,8 @@ async def test_cancel_stops_a_running_analysis(start_gateway: GatewayFactory, cl
     # stuck in the cluster stage until it is cancelled.
     gw = await start_gateway(
         clustering_address=closed_address,
-        retry={"max_attempts": 10_000, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.1},
-        breaker={"failure_threshold": 1_000_000},
+        retry_policies=retry_until_back(max_attempts=10_000, initial_delay_ms=50, max_delay_ms=100),
+        circuit_breakers=every_downstream(failure_threshold=1_000_000),
         max_concurrent_analyses=1,
         max_queued_analyses=1,
     )
@@ -382,12 +385,37 @@ async def test_cancel_stops_a_running_analysis(start_gateway: GatewayFactory, cl
     assert gw.gateway.manager.running_count == 0
 
 
+async def test_values_from_a_later_provider_of_the_chain_are_recorded(start_gateway: GatewayFactory) -> None:
+    """The facets chain [openai, heuristic] with its LLM unreachable: the analysis succeeds on the
+    heuristic values and says which provider served them instead of the first."""
+    unreachable = {
+        "base_url": f"http://127.0.0.1:{free_port()}/v1",
+        "model": "gone",
+        "api_key_env": "BRIEFXAI_TEST_UNSET_KEY",
+        "timeout_seconds": 1.0,
+        "max_attempts": 1,
+    }
+    facets = await start_service(
+        build_facets(FacetsSettings.load(**LOCAL, providers=["openai", "heuristic"], openai=unreachable))
+    )
+    try:
+        gw = await start_gateway(facets_address=facets.address)
+        done = await create(gw, conversations(6))
+        final = (await gw.wait(done.id))[-1].analysis
+        assert final.state == SUCCEEDED
+        served = [w for w in final.warnings if "came from 'heuristic'" in w]
+        assert len(served) == 1 and "not the first provider of the chain" in served[0]
+    finally:
+        await facets.stop(grace=0)
+
+
 async def test_breaker_opens_when_a_downstream_stops(start_gateway: GatewayFactory) -> None:
     facets = await start_service(build_facets(FacetsSettings.load(**LOCAL)))
     gw = await start_gateway(
         facets_address=facets.address,
-        retry={"max_attempts": 2, "initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
-        breaker={"failure_threshold": 2, "reset_timeout_seconds": 600},
+        retry_policies=every_downstream(max_attempts=2, initial_delay_ms=10, max_delay_ms=20),
+        circuit_breakers=every_downstream(failure_threshold=2, open_timeout_ms=600_000),
+        outage_budget_seconds=0,
     )
     ok = await create(gw, conversations(6))
     assert (await gw.wait(ok.id))[-1].analysis.state == SUCCEEDED

@@ -19,7 +19,7 @@ def test_defaults() -> None:
     assert settings.facets_address == "localhost:50053"
     assert settings.clustering_address == "localhost:50054"
     assert settings.clustering_deadline_seconds > settings.embedding_deadline_seconds
-    assert settings.max_conversations_per_analysis == 200_000
+    assert settings.max_conversations_per_analysis == 1_000_000
     assert settings.defaults.embed_token_budget == 64
     assert settings.defaults.embed_text is EmbedTextMode.CONVERSATION
 
@@ -29,16 +29,20 @@ def test_yaml_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config.write_text(
         "gateway:\n"
         "  batch_size: 128\n"
-        "  breaker:\n"
-        "    failure_threshold: 9\n"
+        "  circuit_breakers:\n"
+        "    facets:\n"
+        "      failure_threshold: 9\n"
+        "      open_timeout_ms: 2000\n"
         "  defaults:\n"
         "    embed_text: first_user_message\n"
     )
-    monkeypatch.setenv("BRIEFXAI_GATEWAY_BREAKER__FAILURE_THRESHOLD", "3")
+    monkeypatch.setenv("BRIEFXAI_GATEWAY_CIRCUIT_BREAKERS__FACETS__FAILURE_THRESHOLD", "3")
     monkeypatch.setenv("BRIEFXAI_GATEWAY_STORE_URL", "postgresql+psycopg://db/briefxai")
     settings = GatewaySettings.load(config)
     assert settings.batch_size == 128
-    assert settings.breaker.failure_threshold == 3
+    facets = settings.circuit_breakers.facets
+    assert (facets.failure_threshold, facets.open_timeout_ms) == (3, 2000)
+    assert settings.circuit_breakers.embedding.failure_threshold == 5
     assert settings.store_url == "postgresql+psycopg://db/briefxai"
     assert settings.defaults.embed_text is EmbedTextMode.FIRST_USER_MESSAGE
 

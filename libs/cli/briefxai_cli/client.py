@@ -1,8 +1,9 @@
 """A small synchronous client for the gateway's AnalysisService, as the CLI uses it.
 
 It converts input records to protobuf, picks inline ``CreateAnalysis`` or client-streaming
-``UploadAnalysis`` by size, follows progress with ``WatchAnalysis`` (falling back to polling when the
-stream breaks), gathers every page of ``GetAnalysisResults`` and turns gRPC errors into one line with
+``UploadAnalysis`` by size, follows progress with ``WatchAnalysis`` (opening the stream again, with a
+jittered backoff, when it breaks: a gateway that restarts resumes its analyses, and ``wait`` keeps
+following them), gathers every page of ``GetAnalysisResults`` and turns gRPC errors into one line with
 the status code and any ``google.rpc`` field violations.
 """
 
@@ -22,6 +23,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 from briefxai.common.v1 import common_pb2
 from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -51,15 +53,21 @@ TERMINAL_STATES = frozenset(
         gateway_pb2.ANALYSIS_STATE_CANCELLED,
     }
 )
-# Watch stream failures after which polling GetAnalysis is worth trying.
+# Watch stream failures after which the stream is opened again: the gateway stopping or restarting
+# (UNAVAILABLE; CANCELLED when it drains), a proxy cutting a long stream.
 RETRYABLE = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
     }
 )
+# How long ``wait`` keeps trying to reach a gateway that went away (since it last answered).
+RECONNECT_SECONDS = 600.0
+RECONNECT_BACKOFF_SECONDS = 0.5
+RECONNECT_MAX_BACKOFF_SECONDS = 5.0
 
 
 def state_name(state: int) -> str:
@@ -220,10 +228,23 @@ def _with_line(field_path: str, records: Sequence[ConversationRecord] | None) ->
 # The client
 
 
+class _StreamEnded(Exception):
+    """The watch stream ended before the analysis was terminal (the gateway drained it)."""
+
+
+def _reconnectable(exc: BaseException) -> bool:
+    if isinstance(exc, _StreamEnded):
+        return True
+    return isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call) and exc.code() in RETRYABLE
+
+
 class GatewayClient:
-    def __init__(self, address: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, address: str, timeout: float = 60.0, reconnect_seconds: float = RECONNECT_SECONDS
+    ) -> None:
         self.address = address
         self.timeout = timeout
+        self.reconnect_seconds = reconnect_seconds
         self.channel = grpc.insecure_channel(
             address,
             options=[
@@ -365,25 +386,54 @@ class GatewayClient:
         self,
         id: str,
         on_update: Callable[[gateway_pb2.WatchAnalysisResponse], None] | None = None,
-        poll_interval: float = 1.0,
+        on_reconnect: Callable[[str], None] | None = None,
     ) -> gateway_pb2.Analysis:
-        """Follows the analysis until it is terminal; returns its final state."""
-        try:
+        """Follows the analysis until it is terminal; returns its final state.
+
+        When the stream breaks (see :data:`RETRYABLE`) it is opened again after a jittered backoff, for
+        as long as the gateway has answered within the last ``reconnect_seconds``; then the last error is
+        raised. ``on_reconnect(message)`` is told once per outage."""
+        contact = time.monotonic()
+        told = False
+
+        def follow() -> gateway_pb2.Analysis:
+            nonlocal contact, told
             for update in self.watch(id):
+                contact, told = time.monotonic(), False
                 if on_update is not None:
                     on_update(update)
                 if update.analysis.state in TERMINAL_STATES:
-                    break
-        except grpc.RpcError as error:
-            if not isinstance(error, grpc.Call) or error.code() not in RETRYABLE:
-                raise
-        while True:
+                    return update.analysis
             analysis = self.get(id)
+            contact, told = time.monotonic(), False
             if on_update is not None:
                 on_update(watch_update(analysis))
             if analysis.state in TERMINAL_STATES:
                 return analysis
-            time.sleep(poll_interval)
+            raise _StreamEnded()
+
+        def lost(state: RetryCallState) -> None:
+            nonlocal told
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if told or on_reconnect is None or isinstance(exc, _StreamEnded):
+                return
+            told = True
+            reason = describe_rpc_error(exc) if isinstance(exc, grpc.RpcError) else str(exc)
+            on_reconnect(
+                f"lost the gateway at {self.address} ({reason.split(' [')[0]}); reconnecting for up to "
+                f"{self.reconnect_seconds:g} s"
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception(_reconnectable),
+            stop=lambda _: time.monotonic() - contact > self.reconnect_seconds,
+            wait=wait_random_exponential(
+                multiplier=RECONNECT_BACKOFF_SECONDS, max=RECONNECT_MAX_BACKOFF_SECONDS
+            ),
+            before_sleep=lost,
+            reraise=True,
+        )
+        return retrying(follow)
 
 
 def watch_update(analysis: gateway_pb2.Analysis) -> gateway_pb2.WatchAnalysisResponse:

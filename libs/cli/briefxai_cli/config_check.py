@@ -16,8 +16,10 @@ from pathlib import Path
 import click
 import yaml
 
+from briefxai_common.config import CIRCUIT_BREAKERS, FEATURES, MONITORING, RETRY_POLICIES
+
 SERVICES = ("gateway", "facets", "embedding", "clustering")
-KNOWN_SECTIONS = frozenset({"monitoring", *SERVICES})
+KNOWN_SECTIONS = frozenset({MONITORING, FEATURES, RETRY_POLICIES, CIRCUIT_BREAKERS, *SERVICES})
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -40,7 +39,18 @@ from briefxai_cli.client import (
 )
 from briefxai_cli.config_check import config_group
 from briefxai_cli.inputs import ConversationRecord, InputFileError, InputResult, read_conversations
-from briefxai_cli.supervisor import BASE_PORT_ENV, ServicePlan, Suite, SupervisorError, describe, plan_suite
+from briefxai_cli.supervisor import (
+    BASE_PORT_ENV,
+    WORKERS,
+    RestartPolicy,
+    ServicePlan,
+    Suite,
+    SupervisorError,
+    describe,
+    parse_replicas,
+    plan_suite,
+    wait_for_any_exit,
+)
 from briefxai_report import ReportError, write_report
 
 P = ParamSpec("P")
@@ -194,12 +204,30 @@ def options_from(params: dict[str, Any]) -> gateway_pb2.AnalysisOptions:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="briefxai", prog_name="briefxai")
+@click.version_option(package_name="briefxai-cli", prog_name="briefxai")
 def cli() -> None:
     """BriefXAI: a privacy-safe map of what people talk about in conversation logs."""
 
 
 # -- up / demo --------------------------------------------------------------------------------------
+
+
+def _replicas(ctx: click.Context, param: click.Parameter, value: str) -> dict[str, int]:
+    try:
+        return parse_replicas(value)
+    except SupervisorError as error:
+        raise click.BadParameter(str(error)) from error
+
+
+replicas_option = click.option(
+    "--replicas",
+    default="",
+    metavar="SERVICE=N,...",
+    callback=_replicas,
+    help=f"Run N local replicas of a worker service ({', '.join(WORKERS)}), e.g. embedding=2,facets=2. "
+    "Each has its own gRPC and HTTP (/metrics) ports, after the four services' ones; the gateway "
+    "round-robins over the replicas that are SERVING. The gateway itself runs once (its store is SQLite).",
+)
 
 
 @cli.command()
@@ -223,10 +251,25 @@ def cli() -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the services bind to.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for SERVING.")
+@replicas_option
+@click.option(
+    "--no-restart",
+    is_flag=True,
+    help="Stop every service when one dies. Default: restart it (after 1 s, doubling to 30 s while it "
+    "keeps dying within a minute of starting; after 5 such deaths in a row, stop them all).",
+)
 @handle_errors
-def up(config: Path | None, base_port: int | None, data_dir: Path, host: str, timeout: float) -> None:
-    """Start the four services locally and keep them running until Ctrl-C."""
-    plan = plan_suite(data_dir, host=host, base_port=base_port, config=config)
+def up(
+    config: Path | None,
+    base_port: int | None,
+    data_dir: Path,
+    host: str,
+    timeout: float,
+    replicas: dict[str, int],
+    no_restart: bool,
+) -> None:
+    """Start the four services locally and keep them running until Ctrl-C; restart any that dies."""
+    plan = plan_suite(data_dir, host=host, base_port=base_port, config=config, replicas=replicas)
     suite = Suite(plan)
     with sigterm_as_interrupt():
         try:
@@ -237,13 +280,12 @@ def up(config: Path | None, base_port: int | None, data_dir: Path, host: str, ti
                 con.print(f"use it with: export {GATEWAY_ENV}={plan.gateway_address}")
             con.print(f"store: {plan.store_url}")
             con.print("press Ctrl-C to stop")
-            while True:
-                exited = suite.exited()
-                if exited:
-                    details = "; ".join(f"{name} exited with code {code}" for name, code in exited.items())
-                    tails = "\n".join(f"--- {name}:\n{suite.log_tail(name)}" for name in exited)
-                    raise SupervisorError(f"{details}; stopping the others\n{tails}")
-                time.sleep(0.5)
+            if no_restart:
+                exited = wait_for_any_exit(suite)
+                details = "; ".join(f"{name} exited with code {code}" for name, code in exited.items())
+                tails = "\n".join(f"--- {name}:\n{suite.log_tail(name)}" for name in exited)
+                raise SupervisorError(f"{details}; stopping the others\n{tails}")
+            suite.supervise(RestartPolicy(ready_timeout=timeout), on_event=_print_event)
         except KeyboardInterrupt:
             err.print("stopping services ...")
         finally:
@@ -253,7 +295,11 @@ def up(config: Path | None, base_port: int | None, data_dir: Path, host: str, ti
 
 
 def _print_ready(plan: ServicePlan, elapsed: float) -> None:
-    err.print(f"  {plan.name:<10} SERVING on {plan.address} ({elapsed:.1f}s)")
+    err.print(f"  {plan.instance:<12} SERVING on {plan.address} ({elapsed:.1f}s)")
+
+
+def _print_event(message: str) -> None:
+    err.print(f"[yellow]supervisor:[/] {escape(message)}", highlight=False)
 
 
 def _addresses_table(services: Sequence[ServicePlan]) -> Table:
@@ -281,8 +327,9 @@ def _addresses_table(services: Sequence[ServicePlan]) -> Table:
     help="Conversations to analyse (generated if the file is missing).",
 )
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for SERVING.")
+@replicas_option
 @handle_errors
-def demo(data_dir: Path | None, sample: Path, timeout: float) -> None:
+def demo(data_dir: Path | None, sample: Path, timeout: float, replicas: dict[str, int]) -> None:
     """Start the suite, analyse the bundled sample, print the cluster tree, stop the suite."""
     data_dir = data_dir or DEFAULT_DATA_DIR / datetime.now().strftime("demo-%Y%m%d-%H%M%S")
     if not sample.exists():
@@ -290,12 +337,13 @@ def demo(data_dir: Path | None, sample: Path, timeout: float) -> None:
         count = briefxai_sampledata.write(generated, 400, 7)
         err.print(f"{sample} not found; generated {count} sample conversations in {generated}")
         sample = generated
-    plan = plan_suite(data_dir, base_port=0)
+    plan = plan_suite(data_dir, base_port=0, replicas=replicas)
     suite = Suite(plan)
     with sigterm_as_interrupt():
         try:
             err.print(f"starting services (data and logs in {plan.data_dir}) ...")
             suite.start(timeout=timeout, on_ready=_print_ready)
+            suite.supervise_in_background(RestartPolicy(ready_timeout=timeout), on_event=_print_event)
             with GatewayClient(plan.gateway_address) as client:
                 analyze_file(
                     client,
@@ -309,6 +357,8 @@ def demo(data_dir: Path | None, sample: Path, timeout: float) -> None:
             codes = suite.stop()
             if codes:
                 err.print("stopped: " + ", ".join(f"{name} ({code})" for name, code in codes.items()))
+            if suite.failure:
+                err.print(f"[red]supervisor:[/] {escape(suite.failure)}", highlight=False)
     unclean = {name: code for name, code in codes.items() if code != 0}
     if unclean:
         raise CliError(f"services did not stop cleanly (exit codes {unclean}); logs in {suite.log_dir}")
@@ -411,7 +461,7 @@ def run_analysis(
         )
     try:
         with render.ProgressView(err) as view:
-            final = client.wait(analysis.id, view.update)
+            final = client.wait(analysis.id, _shown_notes(view), on_reconnect=_print_reconnect)
     except KeyboardInterrupt:
         err.print(
             f"stopped following analysis {analysis.id}; it keeps running on the gateway. "
@@ -424,6 +474,27 @@ def run_analysis(
         reason = f": {error_text(final.error)}" if final.HasField("error") else ""
         raise CliError(f"analysis {final.id} {state_name(final.state)}{reason}")
     return final, client.results(final.id)
+
+
+def _shown_notes(
+    view: render.ProgressView,
+) -> Callable[[gateway_pb2.WatchAnalysisResponse], None]:
+    """``view.update``, printing each new ``waiting for ...`` note of the gateway once (it waits for a
+    service that is down)."""
+    seen: set[str] = set()
+
+    def update(progress: gateway_pb2.WatchAnalysisResponse) -> None:
+        view.update(progress)
+        for note in progress.analysis.warnings:
+            if note.startswith("waiting for") and note not in seen:
+                seen.add(note)
+                err.print(f"[yellow]{escape(note)}[/]", highlight=False)
+
+    return update
+
+
+def _print_reconnect(message: str) -> None:
+    err.print(f"[yellow]{escape(message)}[/]", highlight=False)
 
 
 def write_results(directory: Path, results: gateway_pb2.GetAnalysisResultsResponse) -> Path:

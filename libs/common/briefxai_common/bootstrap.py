@@ -8,6 +8,10 @@ The HTTP side port's ``/health``, ``/readyz`` and ``/livez`` judge the service's
 :class:`~briefxai_common.health.HealthReport` (``Service.health_info``) with the server's phase
 (starting, serving, draining, stopped) by the rules in ``health.py``. Open health ``Watch`` streams
 (the gateway's) get NOT_SERVING and end when draining begins, so they do not hold the grace period.
+
+SIGHUP reloads the settings (``reload.py``): logs and feature flags change at once, the service's
+``reload`` hook applies what else it can, the rest is logged as needing a restart; an invalid file
+is rejected and the old settings stay. ``/health`` shows the feature flags in force (``features``).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import inspect
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import yaml
@@ -28,11 +33,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from briefxai_common import metrics, tracing
 from briefxai_common.config import CONFIG_ENV, ConfigError, ServiceSettings
-from briefxai_common.health import DRAINING, SERVING_PHASE, STARTING, STOPPED, HealthMonitor, HealthSource
+from briefxai_common.features import FeatureFlags
+from briefxai_common.health import (
+    DRAINING,
+    SERVING_PHASE,
+    STARTING,
+    STOPPED,
+    HealthMonitor,
+    HealthReport,
+    HealthSource,
+)
 from briefxai_common.http import HttpSidePort
 from briefxai_common.interceptors import ErrorMappingInterceptor
 from briefxai_common.logging import configure_logging, get_logger, mask_secrets
 from briefxai_common.reflection import enable_reflection
+from briefxai_common.reload import Reloader, ReloadHook
 
 log = get_logger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -54,6 +69,19 @@ class Service:
     # Extra routes of the HTTP side port (``aiohttp.web.get(path, handler)``, ...), next to /health,
     # /livez, /readyz and /metrics.
     http_routes: Sequence[web.AbstractRouteDef] = ()
+    # The feature flags the service reads (None: it declares none; the configured ones are still shown).
+    features: FeatureFlags | None = None
+    # Applies reloaded settings it can change safely; see ``reload.py``.
+    reload: ReloadHook | None = None
+
+    def __post_init__(self) -> None:
+        if self.features is None:
+            self.features = FeatureFlags((), self.settings.features)
+
+    @property
+    def flags(self) -> FeatureFlags:
+        assert self.features is not None
+        return self.features
 
 
 def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
@@ -195,7 +223,7 @@ async def start_service(service: Service) -> RunningService:
     monitor = HealthMonitor(
         service.name,
         phase=lambda: running.phase if running is not None else STARTING,
-        source=service.health_info,
+        source=_with_features(service),
         active_sessions=observer.active_sessions,
         track_memory=settings.performance.track_memory,
         track_cpu=settings.performance.track_cpu,
@@ -219,12 +247,48 @@ async def start_service(service: Service) -> RunningService:
         await running.stop(grace=0)
         raise
     await running.set_serving(True)
-    log.info("serving", service=service.name, grpc_port=grpc_port, http_port=http.port)
+    log.info(
+        "serving",
+        service=service.name,
+        grpc_port=grpc_port,
+        http_port=http.port,
+        features=service.flags.snapshot(),
+        unknown_features=service.flags.unknown,
+    )
     return running
 
 
-def run_service(service: Service) -> None:
-    """Process entry point: configures logs and traces, serves until SIGTERM/SIGINT, drains, exits."""
+def _with_features(service: Service) -> HealthSource:
+    """The service's health report with the feature flags in force added to its details."""
+
+    async def report() -> HealthReport:
+        result = service.health_info() if service.health_info is not None else HealthReport()
+        if inspect.isawaitable(result):
+            result = await result
+        result.details.setdefault("features", service.flags.snapshot())
+        return result
+
+    return report
+
+
+def reloader(
+    service: Service, load: Callable[[], SettingsT], configure_logs: bool = True
+) -> Reloader[SettingsT]:
+    """The :class:`Reloader` of ``service``, reading its settings again with ``load`` (which returns
+    settings of the class ``service.settings`` has)."""
+    return Reloader(
+        service.name,
+        cast(SettingsT, service.settings),
+        load,
+        features=service.flags,
+        hook=service.reload,
+        configure_logs=configure_logs,
+    )
+
+
+def run_service(service: Service, load: Callable[[], ServiceSettings] | None = None) -> None:
+    """Process entry point: configures logs and traces, serves until SIGTERM/SIGINT, drains, exits.
+    SIGHUP reloads the settings with ``load`` (default: the settings class from ``BRIEFXAI_CONFIG``)."""
     settings = service.settings
     configure_logging(
         service.name,
@@ -236,16 +300,29 @@ def run_service(service: Service) -> None:
     )
     tracing.configure_tracing(service.name, settings.otlp_endpoint, certificate=settings.otlp_certificate)
     try:
-        asyncio.run(_serve_until_signal(service))
+        asyncio.run(_serve_until_signal(service, reloader(service, load or type(settings).load)))
     finally:
         tracing.shutdown_tracing()
 
 
-async def _serve_until_signal(service: Service) -> None:
+async def _reload_on_request(requested: asyncio.Event, reload: Reloader[Any]) -> None:
+    """One reload per SIGHUP (signals that arrive during a reload make one more)."""
+    while True:
+        await requested.wait()
+        requested.clear()
+        try:
+            await reload.reload()
+        except Exception:
+            log.exception("config_reload_failed", service=reload.service_name)
+
+
+async def _serve_until_signal(service: Service, reload: Reloader[Any]) -> None:
     stop_requested = asyncio.Event()
+    reload_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     starting = asyncio.create_task(start_service(service))
     waiting = asyncio.create_task(stop_requested.wait())
     done, _ = await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
@@ -255,8 +332,14 @@ async def _serve_until_signal(service: Service) -> None:
         return
     waiting_done = waiting in done
     running = starting.result()
-    if not waiting_done:
-        await waiting
+    # A SIGHUP during start is applied now that the service's parts exist.
+    reloading = asyncio.create_task(_reload_on_request(reload_requested, reload))
+    try:
+        if not waiting_done:
+            await waiting
+    finally:
+        reloading.cancel()
+        await asyncio.gather(reloading, return_exceptions=True)
     await running.stop()
 
 
@@ -307,5 +390,5 @@ def serve_main(
     except ConfigError as error:
         print(f"briefxai-{name}: {error}", file=sys.stderr)
         return 2
-    run_service(service)
+    run_service(service, lambda: settings_class.load(args.config))
     return 0

@@ -7,11 +7,24 @@ names, e.g. ``BRIEFXAI_FACETS_OPENAI__BASE_URL``. Environment values win over th
 A top-level ``monitoring:`` block (the reference's shape) is mapped onto every service's settings
 (:meth:`MonitoringBlock.section_values`); a service's own section wins over it, the environment over
 both. Unknown keys inside it are a configuration error.
+
+A top-level ``features:`` block (flag name -> true/false, see ``features.py``) is every service's
+``features`` setting; a service's own ``features:`` key wins over it per flag, the environment
+(``BRIEFXAI_<SECTION>_FEATURES__<NAME>``) over both.
+
+Top-level ``retry_policies:`` and ``circuit_breakers:`` blocks (the reference's shape: one entry per
+operation or breaker, see :class:`RetryPolicySettings` and :class:`BreakerSettings`) go to the services
+that use each entry (:data:`RETRY_POLICY_USERS`, :data:`BREAKER_USERS`) as their ``retry_policies.<name>``
+and ``circuit_breakers.<name>`` settings: a key set there overrides that service's default, a key in the
+service's own section wins over the block, the environment
+(``BRIEFXAI_GATEWAY_RETRY_POLICIES__EMBEDDING__MAX_ATTEMPTS``) over both. Unknown names or keys are
+configuration errors.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -19,10 +32,32 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from briefxai_common.features import FLAG_NAME
 from briefxai_common.logging import mask_secrets
+from briefxai_common.resilience import CircuitBreaker, RetryPolicy
 
 CONFIG_ENV = "BRIEFXAI_CONFIG"
 MONITORING = "monitoring"
+FEATURES = "features"
+RETRY_POLICIES = "retry_policies"
+CIRCUIT_BREAKERS = "circuit_breakers"
+#: The entries of the top-level ``retry_policies:`` block each service uses: the gateway's calls to each
+#: worker and to its store, the LLM calls of the facets service and of the clustering service's namer,
+#: the embedding service's remote endpoint.
+RETRY_POLICY_USERS: dict[str, tuple[str, ...]] = {
+    "gateway": ("embedding", "facets", "clustering", "store"),
+    "facets": ("llm_provider",),
+    "clustering": ("llm_provider",),
+    "embedding": ("embedding_remote",),
+}
+#: The entries of the top-level ``circuit_breakers:`` block each service uses (the facets service has one
+#: breaker per LLM provider, all configured by ``llm_provider``).
+BREAKER_USERS: dict[str, tuple[str, ...]] = {
+    "gateway": ("embedding", "facets", "clustering"),
+    "facets": ("llm_provider",),
+    "clustering": ("llm_provider",),
+    "embedding": ("embedding_remote",),
+}
 # monitoring.prometheus.port is the gateway's HTTP port; the others follow it in this order (the
 # defaults 9091..9094 are this rule applied to 9091).
 HTTP_PORT_OFFSETS = {"gateway": 0, "embedding": 1, "facets": 2, "clustering": 3}
@@ -42,6 +77,111 @@ class PerformanceSettings(BaseModel):
     )
     track_memory: bool = Field(True, description="Report the resident memory (/health memory_usage_mb).")
     track_cpu: bool = Field(True, description="Report the CPU time used (/health cpu_seconds).")
+
+
+class RetryPolicySettings(BaseModel):
+    """One operation's retry policy, in the reference's field names (times in milliseconds); what is
+    retried and how is in :mod:`briefxai_common.resilience`. These defaults are the gRPC calls' between
+    services; :class:`LLMRetryPolicySettings`, :class:`RemoteRetryPolicySettings` and
+    :class:`StoreRetryPolicySettings` have their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(4, ge=1, description="Attempts per call, the first included.")
+    initial_delay_ms: float = Field(200.0, ge=0, description="Backoff before the first retry.")
+    max_delay_ms: float = Field(
+        5000.0, ge=0, description="Longest backoff; a server asking for a longer wait ends the retries."
+    )
+    backoff_multiplier: float = Field(2.0, ge=1, description="Each backoff is this times the previous one.")
+    jitter: bool = Field(True, description="Full jitter: each wait drawn uniformly from 0 to the backoff.")
+    budget_ratio: float = Field(
+        0.2, ge=0, description="Retry budget: retries at most this fraction of the calls of the last 10 s..."
+    )
+    budget_min_retries_per_second: float = Field(
+        1.0, ge=0, description="...plus this many per second (so a quiet dependency can still be retried)."
+    )
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            initial_delay=self.initial_delay_ms / 1000.0,
+            max_delay=self.max_delay_ms / 1000.0,
+            multiplier=self.backoff_multiplier,
+            jitter=self.jitter,
+            budget_ratio=self.budget_ratio,
+            budget_min_per_second=self.budget_min_retries_per_second,
+        )
+
+
+class LLMRetryPolicySettings(RetryPolicySettings):
+    """``llm_provider``: calls to an OpenAI-compatible chat API (the reference's values)."""
+
+    max_attempts: int = Field(5, ge=1, description="Attempts per request, the first included.")
+    initial_delay_ms: float = Field(1000.0, ge=0, description="Backoff before the first retry.")
+    max_delay_ms: float = Field(
+        60000.0, ge=0, description="Longest backoff; a longer Retry-After ends the retries."
+    )
+    backoff_multiplier: float = Field(1.5, ge=1, description="Each backoff is this times the previous one.")
+
+
+class RemoteRetryPolicySettings(RetryPolicySettings):
+    """``embedding_remote``: the embedding service's calls to an OpenAI-compatible embeddings API."""
+
+    max_attempts: int = Field(3, ge=1, description="Attempts per request, the first included.")
+    initial_delay_ms: float = Field(500.0, ge=0, description="Backoff before the first retry.")
+    max_delay_ms: float = Field(
+        10000.0, ge=0, description="Longest backoff; a longer Retry-After ends the retries."
+    )
+
+
+class StoreRetryPolicySettings(RetryPolicySettings):
+    """``store``: the gateway's database calls (SQLite lock timeouts, dropped PostgreSQL connections)."""
+
+    max_attempts: int = Field(3, ge=1, description="Attempts per store call, the first included.")
+    initial_delay_ms: float = Field(50.0, ge=0, description="Backoff before the first retry.")
+    max_delay_ms: float = Field(1000.0, ge=0, description="Longest backoff.")
+
+
+class BreakerSettings(BaseModel):
+    """One circuit breaker (:class:`briefxai_common.resilience.CircuitBreaker`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_threshold: int = Field(
+        5, ge=1, description="Consecutive failures (of the dependency) that open it."
+    )
+    success_threshold: int = Field(1, ge=1, description="Successful trial calls (or probes) that close it.")
+    open_timeout_ms: float = Field(
+        15000.0,
+        ge=0,
+        description="Open (calls refused at once) this long before trial calls; callers beyond the "
+        "trials wait at most this long for them.",
+    )
+    half_open_max_calls: int = Field(1, ge=1, description="Trial calls let through at once while half-open.")
+    probe_interval_ms: float = Field(
+        5000.0,
+        gt=0,
+        description="While not closed, the dependency is probed this often (a gRPC health check, GET "
+        "/models); a probe that succeeds counts as a successful trial.",
+    )
+
+    def breaker(
+        self,
+        name: str,
+        *,
+        is_failure: Callable[[BaseException], bool],
+        probe: Callable[[], Awaitable[bool]] | None = None,
+    ) -> CircuitBreaker:
+        return CircuitBreaker(
+            name,
+            failure_threshold=self.failure_threshold,
+            success_threshold=self.success_threshold,
+            open_timeout=self.open_timeout_ms / 1000.0,
+            half_open_max_calls=self.half_open_max_calls,
+            is_failure=is_failure,
+            probe=probe,
+            probe_interval=self.probe_interval_ms / 1000.0,
+        )
 
 
 class ServiceSettings(BaseSettings):
@@ -74,6 +214,20 @@ class ServiceSettings(BaseSettings):
     max_concurrent_rpcs: int = Field(
         256, ge=1, description="Calls served at once; more get RESOURCE_EXHAUSTED."
     )
+    features: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Feature flags, name -> on/off (the top-level `features:` block); reloaded on SIGHUP.",
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _flag_names(cls, flags: dict[str, bool]) -> dict[str, bool]:
+        bad = [name for name in flags if not FLAG_NAME.match(name)]
+        if bad:
+            raise ValueError(
+                f"feature flag names must match {FLAG_NAME.pattern}: {', '.join(map(repr, bad))}"
+            )
+        return flags
 
     @field_validator("grpc_port", "http_port", check_fields=False)
     @classmethod
@@ -161,6 +315,61 @@ class MonitoringBlock(_Block):
         return values
 
 
+class RetryPoliciesBlock(_Block):
+    """The top-level ``retry_policies:`` block: an entry per operation, each key optional."""
+
+    llm_provider: RetryPolicySettings | None = None
+    embedding: RetryPolicySettings | None = None
+    facets: RetryPolicySettings | None = None
+    clustering: RetryPolicySettings | None = None
+    store: RetryPolicySettings | None = None
+    embedding_remote: RetryPolicySettings | None = None
+
+
+class CircuitBreakersBlock(_Block):
+    """The top-level ``circuit_breakers:`` block: an entry per breaker, each key optional."""
+
+    embedding: BreakerSettings | None = None
+    facets: BreakerSettings | None = None
+    clustering: BreakerSettings | None = None
+    llm_provider: BreakerSettings | None = None
+    embedding_remote: BreakerSettings | None = None
+
+
+def _entries_for(block: BaseModel, names: tuple[str, ...]) -> dict[str, Any]:
+    """The keys set in the block's entries ``names`` (not the entries' defaults: a service's own default
+    stands where the block says nothing)."""
+    entries: dict[str, Any] = {}
+    for name in names:
+        entry = getattr(block, name)
+        if isinstance(entry, BaseModel) and entry.model_fields_set:
+            entries[name] = entry.model_dump(include=entry.model_fields_set)
+    return entries
+
+
+def _read_block(name: str, model: type[BaseModel], config_path: str | Path | None) -> BaseModel:
+    try:
+        return model.model_validate(read_section(name, config_path))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(name, exc, env=False)) from exc
+
+
+def resilience_values(section: str, config_path: str | Path | None = None) -> dict[str, Any]:
+    """``section``'s ``retry_policies`` and ``circuit_breakers`` as the top-level blocks set them."""
+    values: dict[str, Any] = {}
+    policies = _entries_for(
+        _read_block(RETRY_POLICIES, RetryPoliciesBlock, config_path), RETRY_POLICY_USERS.get(section, ())
+    )
+    breakers = _entries_for(
+        _read_block(CIRCUIT_BREAKERS, CircuitBreakersBlock, config_path), BREAKER_USERS.get(section, ())
+    )
+    if policies:
+        values[RETRY_POLICIES] = policies
+    if breakers:
+        values[CIRCUIT_BREAKERS] = breakers
+    return values
+
+
 def _read_document(config_path: str | Path | None) -> tuple[str, dict[str, Any]]:
     """``(path, top-level mapping)`` of the config file; ``("", {})`` when there is none."""
     path = str(config_path or os.environ.get(CONFIG_ENV) or "")
@@ -192,9 +401,21 @@ def read_monitoring(config_path: str | Path | None = None) -> MonitoringBlock:
         raise ConfigError(describe_validation_error(MONITORING, exc, env=False)) from exc
 
 
+def read_features(config_path: str | Path | None = None) -> dict[str, Any]:
+    """The file's top-level ``features:`` mapping ({} when absent); its values are validated with the
+    service's settings (each must be true or false)."""
+    return read_section(FEATURES, config_path)
+
+
 def effective_section(section: str, config_path: str | Path | None = None) -> dict[str, Any]:
-    """``section``'s values as a service loads them: the monitoring block's, then the section's own."""
-    return _merged(read_monitoring(config_path).section_values(section), read_section(section, config_path))
+    """``section``'s values as a service loads them: the monitoring block's, the top-level feature
+    flags, retry policies and circuit breakers, then the section's own."""
+    base = read_monitoring(config_path).section_values(section)
+    features = read_features(config_path)
+    if features:
+        base[FEATURES] = features
+    base.update(resilience_values(section, config_path))
+    return _merged(base, read_section(section, config_path))
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -116,6 +116,11 @@ class Violations:
             raise InvalidArgument.many(self.reported())
 
 
+#: Identifiers are stored as text columns, and PostgreSQL's text cannot hold U+0000.
+NUL = "\x00"
+NUL_MESSAGE = "must not contain NUL (U+0000) characters"
+
+
 def check_conversations(
     conversations: Sequence[ConversationLike],
     limits: ConversationLimits,
@@ -136,12 +141,16 @@ def check_conversations(
             violations.add(f"{path}.id", "must be non-empty")
         elif len(cid) > limits.max_id_chars:
             violations.add(f"{path}.id", f"must be at most {limits.max_id_chars} characters")
+        elif NUL in cid:
+            violations.add(f"{path}.id", NUL_MESSAGE)
         elif cid in seen:
             violations.add(f"{path}.id", f"duplicate conversation id {cid[:64]!r}")
         else:
             seen.add(cid)
         if len(conversation.user_id) > limits.max_user_id_chars:
             violations.add(f"{path}.user_id", f"must be at most {limits.max_user_id_chars} characters")
+        elif NUL in conversation.user_id:
+            violations.add(f"{path}.user_id", NUL_MESSAGE)
         messages = conversation.messages
         if not messages:
             violations.add(f"{path}.messages", "at least one message is required")

@@ -5,11 +5,15 @@ Where things are:
 
 - ``models.py``: domain types; ``settings.py``: the ``gateway`` config section.
 - ``validation.py``: input and option checks with field paths; ``embed_text.py``: which text is embedded.
-- ``pipeline.py``: facets -> embed -> cluster -> store for one analysis, resumable from checkpoints.
+- ``pipeline.py``: facets -> embed -> cluster -> store for one analysis, resumable from checkpoints;
+  past the clustering service's ``max_vectors`` it fits on a seeded sample and assigns the rest.
 - ``manager.py``: the façade the servicer calls (create/upload/get/list/watch/cancel/delete/results)
   over ``intake.py`` (option resolution), ``uploads.py`` (streamed batches), ``scheduler.py``
-  (admission, queue, resume at startup) and ``paging.py`` (page sizes and tokens).
-- ``store/`` / ``schema.py`` / ``migrations/``: SQLAlchemy Core data access, tables, Alembic scripts.
+  (admission, queue, resume at startup, the analysis leases of gateways sharing a store),
+  ``outages.py`` (analyses wait out a downstream that is down) and ``paging.py`` (page sizes and
+  tokens).
+- ``store/`` / ``schema.py`` / ``migrations/``: SQLAlchemy Core data access (SQLite or PostgreSQL;
+  ``store/leases.py``), tables, Alembic scripts.
 - ``assigner.py``: AssignConversations, new conversations into a finished analysis as a new revision of
   its results, over ``batching.py`` (facets and embeddings batch by batch, shared with the pipeline),
   ``centroids.py`` (nearest base cluster, the threshold) and ``revisions.py`` (what a revision

@@ -18,6 +18,16 @@ def render_warnings(counts: Mapping[str, int]) -> list[str]:
             lines.append(
                 f"{n} conversation(s) had no usable 'request' facet; their first user message was embedded"
             )
+        elif key.startswith("facets_served_by:"):
+            lines.append(
+                f"{n} facet value(s) came from '{key.split(':', 1)[1]}', not the first provider of the chain "
+                "(it failed over, or the first provider does not answer that facet)"
+            )
+        elif key.startswith("waited_for:"):
+            lines.append(
+                f"ran degraded: waited {n} s for the {key.split(':', 1)[1]} service, which was unavailable; "
+                "the analysis went on once it was back"
+            )
         elif key == "withheld":
             lines.append(
                 f"{n} conversation(s) withheld by the privacy thresholds (cluster too small or too few users)"

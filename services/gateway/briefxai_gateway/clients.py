@@ -1,12 +1,21 @@
 """gRPC clients of the facets, embedding and clustering services.
 
 Each downstream service gets one channel (``create_channel``: round_robin over every address a
-``dns:///`` name resolves to, metrics and tracing interceptors, 256 MiB messages), one circuit
-breaker, a deadline per call from config, and tenacity retries with full jitter for UNAVAILABLE,
-DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED. The breaker sits inside the retry loop, so it sees every
-attempt and an open breaker ends the retries at once. Calls in flight per service are bounded
-(``*_max_concurrent_calls``): extra calls wait in the gateway, not in the server's queue where their
-deadline would already be running. Failures leave as ``DownstreamError``.
+``dns:///`` name resolves to, metrics and tracing interceptors, 256 MiB messages), one circuit breaker
+(``circuit_breakers.<service>``) and one retry policy (``retry_policies.<service>``), both from
+:mod:`briefxai_common.resilience`: which codes are retried and counted by the breaker is decided there
+(every call here is idempotent, so DEADLINE_EXCEEDED is retried too), a ``google.rpc.RetryInfo`` in an
+error is honoured, and ``*_deadline_seconds`` is the deadline of one call *with* its retries: each
+attempt gets the time left. The breaker sits inside the retry loop, so it sees every attempt and an open
+breaker ends the retries at once; while the breaker is not closed, the downstream's ``grpc.health.v1``
+status is probed (``probe_interval_ms``), and SERVING counts as a successful trial. Calls in flight per
+service are bounded (``*_max_concurrent_calls``): extra calls wait in the gateway, not in the server's
+queue where their deadline would already be running. Failures leave as ``DownstreamError``; an open
+breaker as UNAVAILABLE whose message names the breaker.
+
+The embedding service refuses (FAILED_PRECONDITION, ``ErrorInfo.reason`` ``EMBEDDING_MODEL_PINNED``) a
+batch pinned to a model it cannot serve now (its remote model is down and it would fail over to another
+one): that is retried like UNAVAILABLE, and leaves as UNAVAILABLE, to be tried again later.
 """
 
 from __future__ import annotations
@@ -17,13 +26,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from briefxai.clustering.v1 import clustering_pb2, clustering_pb2_grpc
 from briefxai.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from briefxai.facets.v1 import facets_pb2, facets_pb2_grpc
 from briefxai_common.channels import create_channel
 from briefxai_common.logging import get_logger
-from briefxai_common.resilience import CircuitBreaker, CircuitOpenError, CircuitState, RetryPolicy, retry_call
+from briefxai_common.resilience import (
+    CircuitBreaker,
+    CircuitOpenError,
+    Retrier,
+    grpc_breaker_failure,
+    grpc_retryable,
+    time_left,
+)
 
 from . import metrics
 from .convert import (
@@ -41,18 +59,65 @@ from .settings import GatewaySettings
 log = get_logger(__name__)
 T = TypeVar("T")
 
-RETRYABLE_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
-)
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+MODEL_PINNED = "EMBEDDING_MODEL_PINNED"  # ErrorInfo.reason of the embedding service's refusal
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Transient gRPC failures: the ones worth retrying and the only ones a breaker counts."""
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in RETRYABLE_CODES
+def _status(exc: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status an error carries in its trailers, if any."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            try:
+                return status_pb2.Status.FromString(value)
+            except Exception:  # a malformed trailer is no detail: the status code still stands
+                log.warning("status_details_unreadable", code=exc.code().name)
+    return None
+
+
+def error_reason(exc: grpc.aio.AioRpcError) -> str:
+    """The ``google.rpc.ErrorInfo`` reason of an error ("" when it has none)."""
+    status = _status(exc)
+    info = error_details_pb2.ErrorInfo()
+    for detail in status.details if status is not None else ():
+        if detail.Unpack(info):
+            return str(info.reason)
+    return ""
+
+
+def retry_delay(exc: BaseException) -> float | None:
+    """Seconds a ``google.rpc.RetryInfo`` in the error asks to wait; None when there is none."""
+    if not isinstance(exc, grpc.aio.AioRpcError):
+        return None
+    status = _status(exc)
+    info = error_details_pb2.RetryInfo()
+    for detail in status.details if status is not None else ():
+        if detail.Unpack(info):
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return None
+
+
+def pinned_model_refused(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, grpc.aio.AioRpcError)
+        and exc.code() is grpc.StatusCode.FAILED_PRECONDITION
+        and error_reason(exc) == MODEL_PINNED
+    )
+
+
+def is_retryable(exc: BaseException, idempotent: bool = True) -> bool:
+    """Transient gRPC failures (:func:`briefxai_common.resilience.grpc_retryable`), and the embedding
+    service's refusal of a batch pinned to a model it cannot serve now."""
+    if not isinstance(exc, grpc.aio.AioRpcError):
+        return False
+    return grpc_retryable(exc.code().name, idempotent=idempotent) or pinned_model_refused(exc)
+
+
+def is_breaker_failure(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.aio.AioRpcError) and grpc_breaker_failure(exc.code().name)
 
 
 class Downstream:
-    """One downstream service: channel, breaker, retry policy."""
+    """One downstream service: channel, breaker (probed by health checks while not closed), retries."""
 
     def __init__(
         self, service: str, address: str, settings: GatewaySettings, max_concurrent_calls: int
@@ -62,61 +127,64 @@ class Downstream:
         # Calls beyond this wait here rather than queue at the server, where their deadline would run.
         self._slots = asyncio.Semaphore(max_concurrent_calls)
         self.channel = create_channel(address, settings.max_message_mb)
-        self.breaker = CircuitBreaker(
-            service,
-            failure_threshold=settings.breaker.failure_threshold,
-            reset_timeout=settings.breaker.reset_timeout_seconds,
-            half_open_max_calls=settings.breaker.half_open_max_calls,
-            is_failure=is_retryable,
-            on_state_change=self._state_changed,
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+        self._probe_deadline = settings.metadata_deadline_seconds
+        breaker: Any = getattr(settings.circuit_breakers, service)
+        self.breaker: CircuitBreaker = breaker.breaker(
+            service, is_failure=is_breaker_failure, probe=self.probe
         )
-        self.policy = RetryPolicy(
-            max_attempts=settings.retry.max_attempts,
-            initial_backoff=settings.retry.initial_backoff_seconds,
-            max_backoff=settings.retry.max_backoff_seconds,
+        self.retrier = Retrier(
+            metrics.SERVICE,
+            service,
+            getattr(settings.retry_policies, service).policy(),
+            is_retryable=is_retryable,
+            retry_after=retry_delay,
+            on_retry=self._on_retry,
         )
         metrics.watch_breaker(self.breaker)
 
-    def _state_changed(self, breaker: CircuitBreaker, old: CircuitState, new: CircuitState) -> None:
-        log.warning("circuit_breaker", service=self.service, old=old.label, new=new.label)
+    async def probe(self) -> bool:
+        """Whether the downstream's grpc.health.v1 status is SERVING (the breaker's active health)."""
+        reply = await self._health.Check(health_pb2.HealthCheckRequest(), timeout=self._probe_deadline)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def _on_retry(self, attempt: int, exc: BaseException, sleep: float) -> None:
         metrics.DOWNSTREAM_RETRIES.labels(service=self.service).inc()
-        code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
-        log.info(
-            "downstream_retry",
-            service=self.service,
-            attempt=attempt,
-            code=code,
-            sleep_seconds=round(sleep, 3),
-        )
 
-    async def call(self, method: Callable[..., Awaitable[T]], request: Any, deadline: float) -> T:
-        """``method(request, timeout=deadline)`` through breaker and retries."""
+    async def call(
+        self, method: Callable[..., Awaitable[T]], request: Any, deadline: float, *, idempotent: bool = True
+    ) -> T:
+        """``method(request)`` through breaker and retries, all within ``deadline`` seconds."""
 
         async def attempt() -> T:
-            async with self._slots:
-                return await self.breaker.call(method, request, timeout=deadline)
+            async with self.breaker.guarded(), self._slots:
+                return await method(request, timeout=time_left())
 
-        return await self._retried(attempt)
+        return await self._retried(attempt, deadline, idempotent)
 
-    async def _retried(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _retried(self, attempt: Callable[[], Awaitable[T]], deadline: float, idempotent: bool) -> T:
         """``attempt()`` with retries; gRPC failures and an open breaker leave as DownstreamError."""
         try:
-            return await retry_call(
-                attempt, policy=self.policy, is_retryable=is_retryable, on_retry=self._on_retry
+            return await self.retrier.call(
+                attempt, deadline=deadline, is_retryable=lambda exc: is_retryable(exc, idempotent)
             )
         except CircuitOpenError as exc:
             metrics.count_downstream_error()
             raise DownstreamError(self.service, "UNAVAILABLE", str(exc), circuit_open=True) from exc
         except grpc.aio.AioRpcError as exc:
             metrics.count_downstream_error()
-            raise DownstreamError(self.service, exc.code().name, exc.details() or "") from exc
+            code = "UNAVAILABLE" if pinned_model_refused(exc) else exc.code().name
+            raise DownstreamError(self.service, code, exc.details() or "") from exc
 
     async def call_stream(
-        self, method: Callable[..., Awaitable[T]], requests: Callable[[], AsyncIterator[Any]], deadline: float
+        self,
+        method: Callable[..., Awaitable[T]],
+        requests: Callable[[], AsyncIterator[Any]],
+        deadline: float,
+        *,
+        idempotent: bool = True,
     ) -> T:
-        """A client-streaming ``method(requests(), timeout=deadline)`` through breaker and retries.
+        """A client-streaming ``method(requests())`` through breaker and retries, within ``deadline``.
 
         Each attempt calls ``requests()`` for a fresh iterator, so a retry resends from the first message.
         The iterator is passed to the call (not written with ``call.write()``, which the OpenTelemetry aio
@@ -134,18 +202,19 @@ class Downstream:
                     failure.append(exc)
                     raise
 
-            async with self._slots:
+            async with self.breaker.guarded(), self._slots:
                 try:
-                    return await self.breaker.call(method, recorded(), timeout=deadline)
+                    return await method(recorded(), timeout=time_left())
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     if failure and not (task is not None and task.cancelling()):
                         raise failure[0] from None
                     raise
 
-        return await self._retried(attempt)
+        return await self._retried(attempt, deadline, idempotent)
 
     async def close(self) -> None:
+        await self.breaker.close()
         await self.channel.close(None)
 
 
@@ -185,6 +254,9 @@ class GrpcFacetsClient:
     async def list_facets(self) -> list[FacetDefinition]:
         return [facet_definition_from_pb(d) for d in (await self._list()).facets]
 
+    async def providers(self) -> list[str]:
+        return list((await self._list()).providers)
+
     async def extract(
         self, conversations: Sequence[Conversation], facets: Sequence[str]
     ) -> list[list[FacetValue]]:
@@ -216,36 +288,49 @@ class GrpcEmbeddingClient:
         self._stub = embedding_pb2_grpc.EmbeddingServiceStub(self.downstream.channel)
         self._deadline = settings.embedding_deadline_seconds
         self._metadata_deadline = settings.metadata_deadline_seconds
-        self._info: EmbeddingModelInfo | None = None
+        self._info: _Cached[EmbeddingModelInfo] = _Cached(settings.metadata_cache_seconds)
 
     async def model_info(self) -> EmbeddingModelInfo:
-        if self._info is None:
+        """The model the embedding service serves now (reused ``metadata_cache_seconds``: with a
+        fallback configured it changes while the remote endpoint is down)."""
+
+        async def fetch() -> EmbeddingModelInfo:
             response = await self.downstream.call(
                 self._stub.GetModelInfo, embedding_pb2.GetModelInfoRequest(), self._metadata_deadline
             )
-            self._info = EmbeddingModelInfo(
+            return EmbeddingModelInfo(
                 model=response.model,
                 dim=response.dim,
                 max_texts_per_request=response.max_texts_per_request or 1024,
                 max_chars_per_text=response.max_chars_per_text or 0,
             )
-        return self._info
 
-    async def embed(self, texts: Sequence[str], max_tokens: int = 0) -> EmbeddedBatch:
-        """Vectors of ``texts``, each cut at ``max_tokens`` model tokens (0 = the model's maximum)."""
+        return await self._info.get(fetch)
+
+    async def embed(self, texts: Sequence[str], max_tokens: int = 0, model: str = "") -> EmbeddedBatch:
+        """Vectors of ``texts``, each cut at ``max_tokens`` model tokens (0 = the model's maximum).
+
+        ``model``: the embedding model the analysis is pinned to (the one that embedded its first batch);
+        the service refuses to answer with another one, and that refusal leaves as UNAVAILABLE (try again
+        later). Empty: whichever model the service serves now."""
         info = await self.model_info()
         step = max(1, info.max_texts_per_request)
         parts: list[bytes] = []
         dim = 0
-        model = info.model
+        served = model or info.model
         truncated = 0
         for start in range(0, len(texts), step):
             chunk = list(texts[start : start + step])
-            response = await self.downstream.call(
-                self._stub.EmbedTexts,
-                embedding_pb2.EmbedTextsRequest(texts=chunk, max_tokens=max_tokens),
-                self._deadline,
-            )
+            request = embedding_pb2.EmbedTextsRequest(texts=chunk, max_tokens=max_tokens)
+            if model:
+                request.model = model
+            response = await self.downstream.call(self._stub.EmbedTexts, request, self._deadline)
+            if model and response.model and response.model != model:
+                raise DownstreamError(
+                    "embedding",
+                    "INTERNAL",
+                    f"answered with model {response.model!r} for a batch pinned to {model!r}",
+                )
             vectors = response.vectors
             if vectors.count != len(chunk) or len(vectors.data) != vectors.count * vectors.dim * 4:
                 raise DownstreamError(
@@ -260,9 +345,15 @@ class GrpcEmbeddingClient:
             dim = vectors.dim
             parts.append(vectors.data)
             truncated += sum(1 for flag in response.truncated if flag)
-            model = response.model or model
+            if response.model and served != response.model and start:
+                raise DownstreamError(
+                    "embedding",
+                    "UNAVAILABLE",
+                    f"the model changed from {served!r} to {response.model!r} within one batch",
+                )
+            served = response.model or served
         data = parts[0] if len(parts) == 1 else b"".join(parts)
-        return EmbeddedBatch(PackedBatch(data=data, dim=dim, count=len(texts)), model, truncated)
+        return EmbeddedBatch(PackedBatch(data=data, dim=dim, count=len(texts)), served, truncated)
 
 
 class GrpcClusteringClient:

@@ -71,6 +71,10 @@ class EmbeddedBatch:
 class FacetsClient(Protocol):
     async def list_facets(self) -> list[FacetDefinition]: ...
 
+    async def providers(self) -> list[str]:
+        """The facets service's provider chain, in failover order."""
+        ...
+
     async def extract(
         self, conversations: Sequence[Conversation], facets: Sequence[str]
     ) -> list[list[FacetValue]]:
@@ -81,8 +85,9 @@ class FacetsClient(Protocol):
 class EmbeddingClient(Protocol):
     async def model_info(self) -> EmbeddingModelInfo: ...
 
-    async def embed(self, texts: Sequence[str], max_tokens: int = 0) -> EmbeddedBatch:
-        """One vector per text, in order, packed; each text cut at ``max_tokens`` model tokens."""
+    async def embed(self, texts: Sequence[str], max_tokens: int = 0, model: str = "") -> EmbeddedBatch:
+        """One vector per text, in order, packed; each text cut at ``max_tokens`` model tokens; by
+        ``model`` (the analysis's pinned embedding model) or the service refuses, when given."""
         ...
 
 

@@ -6,9 +6,12 @@ interceptors: a stream open for hours is neither an operation nor a span). Each 
 status; when the stream fails or ends (the downstream stopped or drains), the status becomes
 ``UNREACHABLE`` and the task reconnects after a backoff that doubles from ``initial_backoff`` up to
 ``max_backoff`` (with jitter), and starts again from ``initial_backoff`` once a message arrives. No
-request ever waits on it: ``/health`` reads the last status.
+request ever waits on it: ``/health`` reads the last status. An analysis waiting out an outage
+(``scheduler.py``) waits for a status change (:meth:`HealthWatcher.wait_serving`) to retry as soon as
+the downstream is SERVING again.
 
-With ``dns:///`` addresses over several replicas the stream follows one of them (round robin picks it).
+With ``dns:///`` or ``ipv4:`` addresses over several replicas the stream follows one of them (gRPC's default
+pick-first), so its status is that replica's; calls already skip replicas that are not SERVING (channels.py).
 """
 
 from __future__ import annotations
@@ -65,10 +68,25 @@ class HealthWatcher:
         self.status = UNKNOWN
         self._task: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._changed = asyncio.Event()  # set (and replaced) at each status change
 
     @property
     def serving(self) -> bool:
         return self.status == SERVING
+
+    async def wait_serving(self, seconds: float) -> bool:
+        """Waits up to ``seconds`` for the status to be SERVING; True when it is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, seconds)
+        while not self.serving:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                return self.serving
+        return True
 
     def start(self) -> None:
         if self._task is None:
@@ -93,6 +111,8 @@ class HealthWatcher:
         else:
             log.info(event, downstream=self.name, old=self.status, new=status, **fields)
         self.status = status
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def _follow(self) -> None:
         assert self._channel is not None
@@ -129,3 +149,6 @@ class DownstreamHealth:
 
     def statuses(self, names: Sequence[str] | None = None) -> dict[str, str]:
         return {w.name: w.status for w in self.watchers if names is None or w.name in names}
+
+    def watcher(self, name: str) -> HealthWatcher | None:
+        return next((w for w in self.watchers if w.name == name), None)

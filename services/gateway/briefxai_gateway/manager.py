@@ -2,9 +2,9 @@
 results. No gRPC here; ``servicer.py`` translates.
 
 A façade over the parts that do the work: ``intake.py`` (option resolution, inline checks),
-``uploads.py`` (streamed batches), ``scheduler.py`` (admission, queue, resume at startup),
-``paging.py`` (page sizes and tokens), ``assigner.py`` (AssignConversations: revisions of the
-results), the store and the live progress hub.
+``uploads.py`` (streamed batches), ``scheduler.py`` (admission, queue, resume at startup, waiting
+out downstream outages), ``paging.py`` (page sizes and tokens), ``assigner.py`` (AssignConversations:
+revisions of the results), the store and the live progress hub.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from briefxai_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from briefxai_common.features import FeatureFlags
 from briefxai_common.logging import get_logger
 
 from . import metrics
@@ -23,6 +25,7 @@ from .concurrency import in_thread
 from .downstream import Downstreams
 from .intake import Intake, RequestedOptions
 from .models import Analysis, AnalysisState, Conversation, ResultsPage, Stage, WatchUpdate
+from .outages import OutageGuard
 from .paging import list_next_token, list_window, results_cursor, results_page, results_window
 from .pipeline import Pipeline
 from .progress import ProgressHub
@@ -32,6 +35,9 @@ from .settings import GatewaySettings
 from .store import DuplicateRequestId, Store
 from .uploads import UploadHeader, UploadItem, receive_conversations
 from .validation import Limits, Violations, check_request_id
+
+if TYPE_CHECKING:
+    from .health_watch import DownstreamHealth
 
 log = get_logger(__name__)
 
@@ -49,15 +55,24 @@ def normalize_id(value: str) -> str:
 class AnalysisManager:
     """What the servicer calls: one method per public RPC, plus start/stop and health."""
 
-    def __init__(self, settings: GatewaySettings, store: Store, clients: Downstreams) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        store: Store,
+        clients: Downstreams,
+        health: DownstreamHealth | None = None,
+        flags: FeatureFlags | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.clients = clients
         self.limits = Limits.from_settings(settings)
         self.hub = ProgressHub()
-        self.pipeline = Pipeline(settings, store, clients, self.hub)
+        # The pipeline's calls wait out downstream outages; requests (create, assign) fail fast.
+        self.outages = OutageGuard(settings, self.hub, health, flags)
+        self.pipeline = Pipeline(settings, store, self.outages.clients(clients), self.hub)
         self.intake = Intake(settings, clients, self.limits)
-        self.scheduler = Scheduler(settings, store, self.pipeline)
+        self.scheduler = Scheduler(settings, store, self.pipeline, self.outages)
         self.assigner = Assigner(settings, store, clients, self.limits)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -169,6 +184,8 @@ class AnalysisManager:
         live = self.hub.live(analysis.id)
         if live is not None and not analysis.state.terminal:
             analysis.stage = live.stage
+        if not analysis.state.terminal:
+            analysis.warnings = [*analysis.warnings, *self.hub.waiting_notes(analysis.id)]
         return analysis
 
     async def get(self, analysis_id: str) -> Analysis:

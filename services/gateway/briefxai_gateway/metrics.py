@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 
 from briefxai_common import service_metrics
-from briefxai_common.resilience import CircuitBreaker
+from briefxai_common.resilience import CircuitBreaker, Retrier
 
 SERVICE = "gateway"
 DOWNSTREAM_SERVICES = ("facets", "embedding", "clustering")
@@ -95,14 +95,19 @@ def count_downstream_error() -> None:
 
 def timed_store(expected: dict[type[BaseException], str]) -> Callable[[C], C]:
     """Class decorator: each public method of the store is recorded as ``store_<method>`` (iterators
-    are not: their work happens while the caller reads them). ``expected`` maps exception types that
-    are normal outcomes to their status."""
+    are not: their work happens while the caller reads them) and, when the store has a ``retrier``
+    (the ``retry_policies.store`` policy), retried on transient database errors: each public method is
+    one transaction, rolled back when it fails, so a retry redoes it whole. ``expected`` maps exception
+    types that are normal outcomes to their status."""
 
     def wrap(method: Callable[..., Any], operation: str) -> Callable[..., Any]:
         @functools.wraps(method)
-        def timed(*args: Any, **kwargs: Any) -> Any:
+        def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
             with service_metrics.timed_operation(SERVICE, operation, expected=expected, failure_kind="store"):
-                return method(*args, **kwargs)
+                retrier: Retrier | None = getattr(self, "retrier", None)
+                if retrier is None:
+                    return method(self, *args, **kwargs)
+                return retrier.call_sync(lambda: method(self, *args, **kwargs))
 
         return timed
 

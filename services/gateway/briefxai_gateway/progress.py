@@ -5,7 +5,8 @@ history, ``sampler.py``).
 
 Durable progress lives in the store (checkpoints); the live part adds what only the running
 pipeline knows: the current stage, items per second since this run started (batches done by an
-earlier run are not counted as speed), and an estimate of the seconds left.
+earlier run are not counted as speed), an estimate of the seconds left, and what the analysis is
+waiting for while a downstream service is down (shown with its warnings, ``waiting for ...``).
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ class ProgressHub:
     def __init__(self) -> None:
         self._live: dict[str, LiveProgress] = {}
         self._events: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, dict[str, str]] = {}  # analysis id -> service -> note
+        # analysis id -> service -> (monotonic start of the current wait or None, seconds waited before)
+        self._waited: dict[str, dict[str, tuple[float | None, float]]] = {}
         self._finish_listeners: list[Callable[[LiveProgress], None]] = []
 
     def on_finish(self, listener: Callable[[LiveProgress], None]) -> None:
@@ -136,7 +140,43 @@ class ProgressHub:
     def live(self, analysis_id: str) -> LiveProgress | None:
         return self._live.get(analysis_id)
 
+    def waiting(self, analysis_id: str, service: str, note: str) -> None:
+        """The analysis waits for ``service`` (``note`` says since when, and for how long at most)."""
+        waits = self._waited.setdefault(analysis_id, {})
+        began, before = waits.get(service, (None, 0.0))
+        if began is None:
+            waits[service] = (time.monotonic(), before)
+        notes = self._waiting.setdefault(analysis_id, {})
+        if notes.get(service) != note:
+            notes[service] = note
+            self.notify(analysis_id)
+
+    def done_waiting(self, analysis_id: str, service: str) -> None:
+        waits = self._waited.get(analysis_id, {})
+        began, before = waits.get(service, (None, 0.0))
+        if began is not None:
+            waits[service] = (None, before + time.monotonic() - began)
+        notes = self._waiting.get(analysis_id, {})
+        if notes.pop(service, None) is not None:
+            if not notes:
+                self._waiting.pop(analysis_id, None)
+            self.notify(analysis_id)
+
+    def waited_seconds(self, analysis_id: str) -> dict[str, float]:
+        """Seconds this run of the analysis has waited for each downstream that was down (outages over
+        and in progress), so that its results record that it ran degraded."""
+        now = time.monotonic()
+        return {
+            service: before + (now - began if began is not None else 0.0)
+            for service, (began, before) in self._waited.get(analysis_id, {}).items()
+        }
+
+    def waiting_notes(self, analysis_id: str) -> list[str]:
+        return [note for _, note in sorted(self._waiting.get(analysis_id, {}).items())]
+
     def finish(self, analysis_id: str) -> None:
+        self._waiting.pop(analysis_id, None)
+        self._waited.pop(analysis_id, None)
         live = self._live.pop(analysis_id, None)
         self.notify(analysis_id)
         if live is None:

@@ -5,6 +5,10 @@ grpc.health.v1 status, runs the store migrations, resumes unfinished analyses an
 (``sampler.py``); ``stop`` (after the server drained) stops the pipelines, leaving their analyses to be
 resumed by the next start, then the sampler, and closes the watches, channels and the store.
 
+Reload (SIGHUP, ``briefxai_common.reload``): the feature flags (``GATEWAY_FLAGS``), the settings in
+:data:`RELOADABLE` and the downstreams' ``circuit_breakers`` (thresholds and timeouts; their state stays)
+change live; the others need a restart.
+
 Health (``health_info``): unhealthy while the store does not answer ``SELECT 1`` within
 :data:`STORE_PING_TIMEOUT_SECONDS`; degraded while a downstream is not SERVING (``providers``:
 unavailable) or its circuit breaker is not closed (``providers``: degraded).
@@ -21,11 +25,16 @@ from sqlalchemy import Engine, text
 from briefxai.gateway.v1 import gateway_pb2_grpc
 from briefxai_common.bootstrap import Service
 from briefxai_common.errors import Unavailable
+from briefxai_common.features import FeatureFlags
 from briefxai_common.health import AVAILABLE, CONNECTED, DEGRADED, DISCONNECTED, UNAVAILABLE, HealthReport
+from briefxai_common.reload import reconfigure_breaker
+from briefxai_common.resilience import Retrier, transient_store_error
 
 from .clients import Downstream, GrpcDownstreams
 from .health_watch import DownstreamHealth, HealthWatcher
 from .manager import AnalysisManager
+from .metrics import SERVICE
+from .outages import GATEWAY_FLAGS
 from .report_route import report_routes
 from .sampler import PerformanceSampler
 from .servicer import SERVICE_NAME, AnalysisServicer
@@ -33,6 +42,8 @@ from .settings import GatewaySettings
 from .store import Store
 
 STORE_PING_TIMEOUT_SECONDS = 2.0
+# Settings read at each use, so a reload can change them in place.
+RELOADABLE = ("outage_budget_seconds", "watch_poll_seconds")
 
 
 def _select_one(engine: Engine) -> None:
@@ -53,6 +64,7 @@ class Gateway:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
+        self.features = FeatureFlags(GATEWAY_FLAGS, settings.features)
         self.store: Store | None = None
         self.downstreams: GrpcDownstreams | None = None
         self.downstream_health: DownstreamHealth | None = None
@@ -74,10 +86,18 @@ class Gateway:
 
     async def start(self) -> None:
         self.store = Store(self.settings.store_url, self.settings.tenant_id)
+        self.store.retrier = Retrier(
+            SERVICE,
+            "store",
+            self.settings.retry_policies.store.policy(),
+            is_retryable=transient_store_error,
+        )
         self.downstreams = GrpcDownstreams(self.settings)
         self.downstream_health = DownstreamHealth({d.service: d.address for d in self.downstreams.all})
         self.downstream_health.start()
-        manager = AnalysisManager(self.settings, self.store, self.downstreams.clients)
+        manager = AnalysisManager(
+            self.settings, self.store, self.downstreams.clients, self.downstream_health, self.features
+        )
         sampler = PerformanceSampler(self.settings, self.store, SERVICE_NAME)
         manager.hub.on_finish(sampler.analysis_finished)
         await manager.start()
@@ -96,6 +116,24 @@ class Gateway:
             await self.downstreams.close()
         if self.store is not None:
             self.store.close()
+
+    def reload(self, new: GatewaySettings, changed: frozenset[str]) -> list[str]:
+        """Applies the changed settings of :data:`RELOADABLE` and the breakers' (the bootstrap does logs
+        and flags)."""
+        applied = [key for key in RELOADABLE if key in changed]
+        if "circuit_breakers" in changed and self.downstreams is not None:
+            for downstream in self.downstreams.all:
+                reconfigure_breaker(downstream.breaker, getattr(new.circuit_breakers, downstream.service))
+            applied.append("circuit_breakers")
+        if "retry_policies" in changed and self.downstreams is not None:
+            for downstream in self.downstreams.all:
+                downstream.retrier.set_policy(getattr(new.retry_policies, downstream.service).policy())
+            if self.store is not None and self.store.retrier is not None:
+                self.store.retrier.set_policy(new.retry_policies.store.policy())
+            applied.append("retry_policies")
+        for key in applied:
+            setattr(self.settings, key, getattr(new, key))
+        return applied
 
     async def store_error(self) -> str | None:
         """None when the store answers ``SELECT 1`` in time, else what went wrong. A ping still running
@@ -158,6 +196,8 @@ def build_gateway(settings: GatewaySettings) -> tuple[Service, Gateway]:
         stop=gateway.stop,
         health_info=gateway.health_info,
         http_routes=report_routes(lambda: gateway.manager),
+        features=gateway.features,
+        reload=gateway.reload,
     )
     return service, gateway
 

@@ -1,6 +1,6 @@
 """Gateway settings: YAML section ``gateway`` with ``BRIEFXAI_GATEWAY_*`` environment overrides.
 
-Nested keys use ``__``: ``BRIEFXAI_GATEWAY_BREAKER__FAILURE_THRESHOLD=3``,
+Nested keys use ``__``: ``BRIEFXAI_GATEWAY_CIRCUIT_BREAKERS__FACETS__FAILURE_THRESHOLD=3``,
 ``BRIEFXAI_GATEWAY_DEFAULTS__EMBED_TEXT=first_user_message``.
 """
 
@@ -8,32 +8,43 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from briefxai_common.config import PerformanceSettings, ServiceSettings
+from briefxai_common.channels import channel_target
+from briefxai_common.config import (
+    BreakerSettings,
+    PerformanceSettings,
+    RetryPolicySettings,
+    ServiceSettings,
+    StoreRetryPolicySettings,
+)
 
 from .models import EmbedTextMode
 
 
-class BreakerSettings(BaseModel):
-    """One circuit breaker per downstream service, all with these settings."""
+class GatewayRetryPolicies(BaseModel):
+    """The gateway's retry policies (the top-level ``retry_policies:`` block's entries of these names):
+    its calls to each worker service, and its store."""
 
     model_config = ConfigDict(extra="forbid")
 
-    failure_threshold: int = Field(5, ge=1, description="Consecutive retryable failures that open it.")
-    reset_timeout_seconds: float = Field(15.0, ge=0, description="Open this long before a trial call.")
-    half_open_max_calls: int = Field(1, ge=1, description="Trial calls let through while half-open.")
+    embedding: RetryPolicySettings = Field(default_factory=lambda: RetryPolicySettings.model_validate({}))
+    facets: RetryPolicySettings = Field(default_factory=lambda: RetryPolicySettings.model_validate({}))
+    clustering: RetryPolicySettings = Field(default_factory=lambda: RetryPolicySettings.model_validate({}))
+    store: StoreRetryPolicySettings = Field(
+        default_factory=lambda: StoreRetryPolicySettings.model_validate({})
+    )
 
 
-class RetrySettings(BaseModel):
-    """Retries of UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, with full-jitter backoff."""
+class GatewayBreakers(BaseModel):
+    """One circuit breaker per worker service (the top-level ``circuit_breakers:`` block's entries)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int = Field(4, ge=1, description="Attempts per call, the first included.")
-    initial_backoff_seconds: float = Field(0.2, ge=0, description="Backoff scale of the first retry.")
-    max_backoff_seconds: float = Field(5.0, ge=0, description="Longest sleep between attempts.")
+    embedding: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
+    facets: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
+    clustering: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
 
 
 class GatewayPerformanceSettings(PerformanceSettings):
@@ -97,13 +108,48 @@ class GatewaySettings(ServiceSettings):
 
     store_url: str = Field(
         "sqlite:///./briefxai-data/gateway.db",
-        description="SQLAlchemy URL. SQLite (file, WAL mode; its folder is created) or postgresql+psycopg://...",
+        description="SQLAlchemy URL. SQLite (file, WAL mode; its folder is created; one gateway) or "
+        "PostgreSQL, postgresql://user:password@host:5432/db (driver psycopg 3: the gateway's postgresql "
+        "extra), which several gateways may share.",
     )
     tenant_id: str = Field("default", min_length=1, description="Tenant every row belongs to.")
+    analysis_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A running analysis is leased to its gateway this long past its last heartbeat; a "
+        "gateway that died holds it no longer than that, then another resumes it from its checkpoints.",
+    )
+    analysis_heartbeat_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often a gateway renews the leases of its running analyses and looks for analyses "
+        "nobody holds; less than analysis_lease_seconds (a third of it leaves two heartbeats to spare).",
+    )
 
-    embedding_address: str = Field("localhost:50052", description="host:port or dns:///host:port.")
-    facets_address: str = Field("localhost:50053")
-    clustering_address: str = Field("localhost:50054")
+    @field_validator("analysis_heartbeat_seconds")
+    @classmethod
+    def _heartbeat_within_lease(cls, value: float, info: ValidationInfo) -> float:
+        lease = info.data.get("analysis_lease_seconds")
+        if lease is not None and value >= lease:
+            raise ValueError(
+                f"must be less than analysis_lease_seconds ({lease:g}): leases would run out between renewals"
+            )
+        return value
+
+    embedding_address: str = Field(
+        "localhost:50052",
+        description="host:port; or replicas, round robin over those SERVING: dns:///host:port (every "
+        "address of a headless Service) or a list of IP literals, ipv4:10.0.0.1:50052,10.0.0.2:50052.",
+    )
+    facets_address: str = Field("localhost:50053", description="As embedding_address.")
+    clustering_address: str = Field("localhost:50054", description="As embedding_address.")
+
+    @field_validator("embedding_address", "facets_address", "clustering_address")
+    @classmethod
+    def _resolvable_target(cls, value: str) -> str:
+        """The gRPC target every channel to it uses (a bare list of IP literals gets ``ipv4:``); a list
+        gRPC cannot resolve fails here, at load, not at the first call."""
+        return channel_target(value)
 
     embedding_deadline_seconds: float = Field(120.0, gt=0, description="Deadline of one EmbedTexts call.")
     facets_deadline_seconds: float = Field(120.0, gt=0, description="Deadline of one ExtractFacets call.")
@@ -124,18 +170,25 @@ class GatewaySettings(ServiceSettings):
     batch_size: int = Field(256, ge=1, le=4096, description="Conversations per facets/embedding batch.")
     max_inflight_batches: int = Field(4, ge=1, le=64, description="Batches in flight per analysis.")
 
-    max_conversations_per_analysis: int = Field(200_000, ge=1)
+    max_conversations_per_analysis: int = Field(
+        1_000_000,
+        ge=1,
+        description="Past the clustering service's max_vectors the clusters are fitted on a seeded sample "
+        "and the rest assigned to their nearest base centroid (docs/scaling.md: 1M measured).",
+    )
     max_messages_per_conversation: int = Field(1000, ge=1)
     max_message_chars: int = Field(100_000, ge=1, description="Characters per message content.")
-    max_conversation_id_chars: int = Field(256, ge=1)
+    max_conversation_id_chars: int = Field(256, ge=1, le=256, description="At most the id columns' 256.")
 
     max_concurrent_analyses: int = Field(2, ge=1, description="Analyses running at once.")
     max_queued_analyses: int = Field(
         16, ge=0, description="PENDING analyses waiting; more = RESOURCE_EXHAUSTED."
     )
 
-    breaker: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
-    retry: RetrySettings = Field(default_factory=lambda: RetrySettings.model_validate({}))
+    retry_policies: GatewayRetryPolicies = Field(
+        default_factory=lambda: GatewayRetryPolicies.model_validate({})
+    )
+    circuit_breakers: GatewayBreakers = Field(default_factory=lambda: GatewayBreakers.model_validate({}))
     performance: GatewayPerformanceSettings = Field(
         default_factory=lambda: GatewayPerformanceSettings.model_validate({})
     )
@@ -166,4 +219,11 @@ class GatewaySettings(ServiceSettings):
         ge=0,
         description="How long answers of ListFacets (facet names, the facets service's limits) and "
         "GetLimits (the clustering service's limits) are reused.",
+    )
+    outage_budget_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="How long an analysis waits for a downstream service that is down (UNAVAILABLE after "
+        "its retries, or its breaker open) to come back before it FAILS with UNAVAILABLE; each outage "
+        "gets the whole budget. 0: fail at once. Reloaded on SIGHUP.",
     )

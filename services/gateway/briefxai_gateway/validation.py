@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from briefxai_common import conversations as contract
 from briefxai_common.conversations import (
     MAX_REPORTED_VIOLATIONS,
+    NUL,
+    NUL_MESSAGE,
     ConversationLimits,
     Violations,
     check_conversations,
@@ -74,6 +76,8 @@ def validate_conversations(conversations: Sequence[Conversation], limits: Limits
 def check_request_id(request_id: str, violations: Violations, field: str = "request_id") -> None:
     if len(request_id) > MAX_REQUEST_ID_CHARS:
         violations.add(field, f"must be at most {MAX_REQUEST_ID_CHARS} characters")
+    elif NUL in request_id:
+        violations.add(field, NUL_MESSAGE)
 
 
 def resolve_options(
