@@ -44,17 +44,20 @@ def gateway(**values: Any) -> GatewaySettings:
     return GatewaySettings.load(**{**LOCAL, "store_url": "sqlite:///:memory:", **values})
 
 
-async def test_the_facets_breaker_through_an_outage() -> None:
-    port = free_port()
-    facets = await start_facets(port)
+def facets_client(port: int, **breaker: int) -> GrpcFacetsClient:
+    """The gateway's facets client on ``port``: no retries, a breaker that opens at the first failure."""
     settings = gateway(
         facets_address=f"127.0.0.1:{port}",
         retry_policies={"facets": {"max_attempts": 1}},
-        circuit_breakers={
-            "facets": {"failure_threshold": 1, "open_timeout_ms": 500, "probe_interval_ms": 600_000}
-        },
+        circuit_breakers={"facets": {"failure_threshold": 1, **breaker}},
     )
-    client = GrpcFacetsClient(settings)
+    return GrpcFacetsClient(settings)
+
+
+async def test_the_facets_breaker_through_an_outage() -> None:
+    port = free_port()
+    facets = await start_facets(port)
+    client = facets_client(port, open_timeout_ms=500, probe_interval_ms=600_000)
     breaker = client.downstream.breaker
     batch = conversations_from_pb(conversations(2))
     try:
@@ -85,14 +88,7 @@ async def test_the_facets_breaker_through_an_outage() -> None:
 async def test_the_health_probe_closes_the_breaker_without_traffic() -> None:
     port = free_port()
     facets = await start_facets(port)
-    settings = gateway(
-        facets_address=f"127.0.0.1:{port}",
-        retry_policies={"facets": {"max_attempts": 1}},
-        circuit_breakers={
-            "facets": {"failure_threshold": 1, "open_timeout_ms": 600_000, "probe_interval_ms": 200}
-        },
-    )
-    client = GrpcFacetsClient(settings)
+    client = facets_client(port, open_timeout_ms=600_000, probe_interval_ms=200)
     breaker = client.downstream.breaker
     try:
         await facets.stop(grace=0)

@@ -54,6 +54,16 @@ def make_breaker(
     )
 
 
+async def half_open_breaker(successes: int = 1) -> CircuitBreaker:
+    """A breaker opened by one failure (open timeout 1 s, one trial at a time), its timeout just over."""
+    clock = FakeClock()
+    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1, successes=successes)
+    with pytest.raises(Transient):
+        await breaker.call(fail_transient)
+    clock.now += 1.0
+    return breaker
+
+
 def retrier(policy: RetryPolicy) -> Retrier:
     return Retrier("resilience-test", "dep", policy, is_retryable=counted)
 
@@ -124,11 +134,7 @@ async def test_half_open_trial_success_closes_failure_reopens() -> None:
 
 
 async def test_half_open_admits_the_trial_calls_and_the_others_wait_for_them() -> None:
-    clock = FakeClock()
-    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1)
-    with pytest.raises(Transient):
-        await breaker.call(fail_transient)
-    clock.now += 1.0
+    breaker = await half_open_breaker()
     release = asyncio.Event()
 
     async def slow() -> str:
@@ -149,11 +155,7 @@ async def test_half_open_admits_the_trial_calls_and_the_others_wait_for_them() -
 
 
 async def test_callers_waiting_on_a_failed_trial_fail_with_the_open_breaker() -> None:
-    clock = FakeClock()
-    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1)
-    with pytest.raises(Transient):
-        await breaker.call(fail_transient)
-    clock.now += 1.0
+    breaker = await half_open_breaker()
     release = asyncio.Event()
 
     async def slow_failure() -> str:
@@ -173,11 +175,7 @@ async def test_callers_waiting_on_a_failed_trial_fail_with_the_open_breaker() ->
 
 
 async def test_a_wait_for_the_trials_is_bounded() -> None:
-    clock = FakeClock()
-    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1)
-    with pytest.raises(Transient):
-        await breaker.call(fail_transient)
-    clock.now += 1.0
+    breaker = await half_open_breaker()
     trial = asyncio.create_task(breaker.call(asyncio.sleep, 60))
     await asyncio.sleep(0)
     with pytest.raises(CircuitOpenError, match="half-open") as info:
@@ -189,22 +187,14 @@ async def test_a_wait_for_the_trials_is_bounded() -> None:
 
 
 async def test_success_threshold_trials_close_it() -> None:
-    clock = FakeClock()
-    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1, successes=3)
-    with pytest.raises(Transient):
-        await breaker.call(fail_transient)
-    clock.now += 1.0
+    breaker = await half_open_breaker(successes=3)
     results = await asyncio.gather(*(breaker.call(succeed) for _ in range(5)))
     assert results == ["ok"] * 5  # one trial at a time, each waiting for the one before
     assert breaker.state is CircuitState.CLOSED
 
 
 async def test_cancelled_trial_frees_its_slot() -> None:
-    clock = FakeClock()
-    breaker = make_breaker(clock, threshold=1, reset=1.0, half_open=1)
-    with pytest.raises(Transient):
-        await breaker.call(fail_transient)
-    clock.now += 1.0
+    breaker = await half_open_breaker()
     trial = asyncio.create_task(breaker.call(asyncio.sleep, 60))
     await asyncio.sleep(0)
     trial.cancel()

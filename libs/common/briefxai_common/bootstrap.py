@@ -45,9 +45,9 @@ from briefxai_common.health import (
 )
 from briefxai_common.http import HttpSidePort
 from briefxai_common.interceptors import ErrorMappingInterceptor
-from briefxai_common.logging import configure_logging, get_logger, mask_secrets
+from briefxai_common.logging import get_logger, mask_secrets
 from briefxai_common.reflection import enable_reflection
-from briefxai_common.reload import Reloader, ReloadHook
+from briefxai_common.reload import Reloader, ReloadHook, configure_service_logging
 
 log = get_logger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -290,14 +290,7 @@ def run_service(service: Service, load: Callable[[], ServiceSettings] | None = N
     """Process entry point: configures logs and traces, serves until SIGTERM/SIGINT, drains, exits.
     SIGHUP reloads the settings with ``load`` (default: the settings class from ``BRIEFXAI_CONFIG``)."""
     settings = service.settings
-    configure_logging(
-        service.name,
-        settings.log_level,
-        settings.log_format,
-        log_file=settings.log_file,
-        max_mb=settings.log_max_mb,
-        backups=settings.log_backups,
-    )
+    configure_service_logging(service.name, settings)
     tracing.configure_tracing(service.name, settings.otlp_endpoint, certificate=settings.otlp_certificate)
     try:
         asyncio.run(_serve_until_signal(service, reloader(service, load or type(settings).load)))

@@ -84,6 +84,18 @@ class ReloadOutcome:
     error: str = ""
 
 
+def configure_service_logging(service_name: str, settings: ServiceSettings) -> None:
+    """The service's logs as its settings say: level, format, file and rotation."""
+    configure_logging(
+        service_name,
+        settings.log_level,
+        settings.log_format,
+        log_file=settings.log_file,
+        max_mb=settings.log_max_mb,
+        backups=settings.log_backups,
+    )
+
+
 class Reloader(Generic[S]):
     """Reloads one service's settings; ``current`` is what is in force (restart-only keys keep their
     old value there, so a later reload still reports them)."""
@@ -157,12 +169,5 @@ class Reloader(Generic[S]):
         )
         self.current = self.current.model_copy(update={key: getattr(new, key) for key in applied})
         if logging_changed and self.configure_logs:
-            configure_logging(
-                self.service_name,
-                new.log_level,
-                new.log_format,
-                log_file=new.log_file,
-                max_mb=new.log_max_mb,
-                backups=new.log_backups,
-            )
+            configure_service_logging(self.service_name, new)
         return outcome
