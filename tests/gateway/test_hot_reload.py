@@ -81,3 +81,21 @@ def test_sighup_applies_what_can_change_live_and_rejects_an_invalid_file(gateway
     gateway.list_analyses()
     until(lambda: len(gateway.events("rpc_done")) > done, "debug lines still on after the rejection")
     assert gateway.stop() == 0
+
+
+def test_a_change_of_the_config_file_reloads_without_a_signal(gateway: GatewayProcess) -> None:
+    """The file is watched: a new content is applied like a SIGHUP; the same content written again is not
+    a change."""
+    gateway.start()
+    gateway.write(outage_budget_seconds=45)
+    reloaded = until(lambda: gateway.events("config_reloaded"), "a reload after the file changed")[0]
+    assert reloaded["changed"] == ["outage_budget_seconds"] and reloaded["applied"] == [
+        "outage_budget_seconds"
+    ]
+    assert gateway.events("config_file_changed")
+    gateway.write(outage_budget_seconds=45)
+    gateway.write(outage_budget_seconds=46, log_level="loud")
+    rejected = until(lambda: gateway.events("config_reload_rejected"), "an invalid file rejected")[0]
+    assert "gateway.log_level" in rejected["error"]
+    assert len(gateway.events("config_reloaded")) == 1
+    assert gateway.stop() == 0

@@ -9,7 +9,8 @@ The HTTP side port's ``/health``, ``/readyz`` and ``/livez`` judge the service's
 (starting, serving, draining, stopped) by the rules in ``health.py``. Open health ``Watch`` streams
 (the gateway's) get NOT_SERVING and end when draining begins, so they do not hold the grace period.
 
-SIGHUP reloads the settings (``reload.py``): logs and feature flags change at once, the service's
+SIGHUP, or a change of the config file's content, reloads the settings (``reload.py``): logs and
+feature flags change at once, the service's
 ``reload`` hook applies what else it can, the rest is logged as needing a restart; an invalid file
 is rejected and the old settings stay. ``/health`` shows the feature flags in force (``features``).
 """
@@ -20,13 +21,16 @@ import argparse
 import asyncio
 import functools
 import inspect
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import grpc
+import watchfiles
 import yaml
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -286,14 +290,17 @@ def reloader(
     )
 
 
-def run_service(service: Service, load: Callable[[], ServiceSettings] | None = None) -> None:
+def run_service(
+    service: Service, load: Callable[[], ServiceSettings] | None = None, watch: Path | None = None
+) -> None:
     """Process entry point: configures logs and traces, serves until SIGTERM/SIGINT, drains, exits.
-    SIGHUP reloads the settings with ``load`` (default: the settings class from ``BRIEFXAI_CONFIG``)."""
+    SIGHUP reloads the settings with ``load`` (default: the settings class from ``BRIEFXAI_CONFIG``), and
+    so does a change of the config file ``watch`` (None: not watched)."""
     settings = service.settings
     configure_service_logging(service.name, settings)
     tracing.configure_tracing(service.name, settings.otlp_endpoint, certificate=settings.otlp_certificate)
     try:
-        asyncio.run(_serve_until_signal(service, reloader(service, load or type(settings).load)))
+        asyncio.run(_serve_until_signal(service, reloader(service, load or type(settings).load), watch))
     finally:
         tracing.shutdown_tracing()
 
@@ -309,7 +316,27 @@ async def _reload_on_request(requested: asyncio.Event, reload: Reloader[Any]) ->
             log.exception("config_reload_failed", service=reload.service_name)
 
 
-async def _serve_until_signal(service: Service, reload: Reloader[Any]) -> None:
+async def _watch_config(path: Path, requested: asyncio.Event) -> None:
+    """Asks for a reload when the content of ``path`` changes. The folder is watched, not the file: an
+    editor that saves by renaming, or Kubernetes swapping a ConfigMap volume's ``..data`` link, replaces
+    the file rather than writing to it. Events whose file content is unchanged are ignored."""
+
+    def content() -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError:
+            return b""
+
+    seen = content()
+    async for _ in watchfiles.awatch(path.parent, debounce=200, recursive=False):
+        now = content()
+        if now != seen:
+            seen = now
+            log.info("config_file_changed", path=str(path))
+            requested.set()
+
+
+async def _serve_until_signal(service: Service, reload: Reloader[Any], watch: Path | None = None) -> None:
     stop_requested = asyncio.Event()
     reload_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -326,13 +353,16 @@ async def _serve_until_signal(service: Service, reload: Reloader[Any]) -> None:
     waiting_done = waiting in done
     running = starting.result()
     # A SIGHUP during start is applied now that the service's parts exist.
-    reloading = asyncio.create_task(_reload_on_request(reload_requested, reload))
+    background = [asyncio.create_task(_reload_on_request(reload_requested, reload))]
+    if watch is not None:
+        background.append(asyncio.create_task(_watch_config(watch, reload_requested)))
     try:
         if not waiting_done:
             await waiting
     finally:
-        reloading.cancel()
-        await asyncio.gather(reloading, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
     await running.stop()
 
 
@@ -383,5 +413,10 @@ def serve_main(
     except ConfigError as error:
         print(f"briefxai-{name}: {error}", file=sys.stderr)
         return 2
-    run_service(service, lambda: settings_class.load(args.config))
+    config_file = args.config or os.environ.get(CONFIG_ENV, "")
+    run_service(
+        service,
+        lambda: settings_class.load(args.config),
+        Path(config_file).resolve() if config_file else None,
+    )
     return 0

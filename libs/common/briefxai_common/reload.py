@@ -130,6 +130,10 @@ class Reloader(Generic[S]):
             log.error("config_reload_rejected", service=self.service_name, error=str(exc))
             return ReloadOutcome(False, error=str(exc))
         changed = changed_keys(self.current, new)
+        if not changed:
+            # A SIGHUP and the file watcher may both ask for one edit: the second finds nothing to do.
+            log.debug("config_unchanged", service=self.service_name)
+            return ReloadOutcome(True)
         top = {path.split(".", 1)[0] for path in changed}
         applied: set[str] = set()
         left = frozenset(top - {FEATURES_KEY} - LOGGING_KEYS)
