@@ -51,7 +51,7 @@ def run(base: int, count: int, call_size: int) -> dict[str, Any]:
     with running_services(SERVICES) as suite:
         ready = round(time.perf_counter() - began, 1)
         port = suite.plan.service("gateway").http_port
-        with GatewayClient(suite.gateway_address, timeout=600.0) as client:
+        with GatewayClient(suite.gateway_address, timeout=600.0, api_key=suite.admin_key) as client:
             print(f"  assign: base analysis of {base:,} conversations ...", file=sys.stderr, flush=True)
             analysis = one_analysis(
                 client, conversation_records(base, ASSIGN_SEED), stream=True, label="bench-assign-base"

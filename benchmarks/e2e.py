@@ -40,6 +40,7 @@ from briefxai.gateway.v1 import gateway_pb2
 from briefxai_cli.client import GatewayClient, build_options, stage_name, state_name
 from briefxai_cli.inputs import ConversationRecord
 from briefxai_cli.supervisor import SERVICES, Suite
+from briefxai_common.service_auth import SERVICE_TOKEN_HEADER
 
 SEED = 11
 # The embedding service's counters (Prometheus sample name -> key in the results).
@@ -234,7 +235,8 @@ def embedding_model(suite: Suite) -> str:
 
     with open_channel(suite.plan.service("embedding").address) as ch:
         stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
-        info = stub.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=30)
+        token = ((SERVICE_TOKEN_HEADER, suite.service_token),)
+        info = stub.GetModelInfo(embedding_pb2.GetModelInfoRequest(), metadata=token, timeout=30)
     settings = EmbeddingSettings.load()
     precision = f" ({settings.onnx_precision})" if info.backend == "onnx" else ""
     return f"{info.backend} / {info.model}{precision}, dim {info.dim}, max {info.max_tokens} tokens"
@@ -262,7 +264,7 @@ def run(
     with running_services(SERVICES) as suite:
         report["suite_ready_seconds"] = round(time.perf_counter() - began, 1)
         report["embedding_model"] = embedding_model(suite)
-        with GatewayClient(suite.gateway_address, timeout=600.0) as client:
+        with GatewayClient(suite.gateway_address, timeout=600.0, api_key=suite.admin_key) as client:
             print("  e2e warm-up analysis (100 conversations) ...", file=sys.stderr, flush=True)
             one_analysis(client, conversation_records(100, SEED + 100), stream=True, label="bench-warm-up")
             rate: float | None = None
@@ -336,7 +338,7 @@ def real_chats(total: int, *, py_spy: str | None) -> dict[str, Any]:
     with running_services(SERVICES, extra_env=CACHE_OFF_ENV) as suite:
         ready = round(time.perf_counter() - began, 1)
         model = embedding_model(suite)
-        with GatewayClient(suite.gateway_address, timeout=600.0) as client:
+        with GatewayClient(suite.gateway_address, timeout=600.0, api_key=suite.admin_key) as client:
             print(
                 f"  e2e real chats: warm-up ({REAL_WARM_UP} generated conversations) ...",
                 file=sys.stderr,

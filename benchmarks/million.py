@@ -356,7 +356,7 @@ def end_to_end(
                 embed_text=EMBED_TEXT_FLAG[embed_text],
                 embed_tokens=token_budget,
             )
-            with GatewayClient(suite.gateway_address, timeout=600.0) as client:
+            with GatewayClient(suite.gateway_address, timeout=600.0, api_key=suite.admin_key) as client:
                 with ProcessSampler(pids) as running:
                     began = time.perf_counter()
                     timeline = Timeline(began)

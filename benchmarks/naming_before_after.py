@@ -102,7 +102,7 @@ def keyword_namer_module() -> types.ModuleType:
     ).stdout
     module = types.ModuleType("keyword_naming")
     sys.modules[module.__name__] = module  # dataclasses look their module up there
-    exec(compile(source, "keyword_naming.py", "exec"), module.__dict__)  # our own history
+    exec(compile(source, "keyword_naming.py", "exec"), module.__dict__)  # noqa: S102  our own code from git history
     return module
 
 
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.naming_before_after", description=__doc__)
     parser.add_argument("--sample", type=Path, default=REPO / "examples" / "sample_conversations.jsonl")
     parser.add_argument("--dev", type=Path, default=REPO / "briefxai-data" / "eval" / "chitchat_dev.jsonl")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/briefxai-naming-vectors"))
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/briefxai-naming-vectors"))  # noqa: S108  a cache of public vectors, no secret
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--dev-k", type=int, default=34, help="base clusters on the dev set (34 labels)")
     args = parser.parse_args(argv)

@@ -119,7 +119,7 @@ def measure(config: Config, n: int, seed: int = SEED) -> dict[str, Any]:
     print(f"  replicas {config.label}: starting the suite ...", file=sys.stderr, flush=True)
     with (
         replicated_suite(config.replicas, config.env()) as suite,
-        GatewayClient(suite.gateway_address, timeout=600.0) as client,
+        GatewayClient(suite.gateway_address, timeout=600.0, api_key=suite.admin_key) as client,
     ):
         one_analysis(client, conversation_records(WARM_UP, seed + 100), stream=True, label="bench-warm-up")
         calls_before, counters_before = embed_calls(suite), model_counters(suite)

@@ -501,7 +501,7 @@ class Soak:
 
     def run(self) -> Summary:
         options = self.options
-        with GatewayClient(self.suite.gateway_address, timeout=10.0) as client:
+        with GatewayClient(self.suite.gateway_address, timeout=10.0, api_key=self.suite.admin_key) as client:
             sets = self.references(client)
             self.clock.say(f"faults for {options.duration:g}s from now (fault seed {options.seed})")
             until = time.monotonic() + options.duration

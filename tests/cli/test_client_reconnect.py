@@ -32,7 +32,7 @@ def test_wait_reconnects_after_a_gateway_restart(gateway: GatewayProcess) -> Non
     messages: list[str] = []
     updates: list[int] = []
     final: list[gateway_pb2.Analysis] = []
-    with GatewayClient(gateway.address) as client:
+    with GatewayClient(gateway.address, api_key=gateway.admin_key) as client:
         analysis = client.create(records, build_options(seed=1))
 
         def follow() -> None:

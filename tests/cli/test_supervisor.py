@@ -52,7 +52,7 @@ def test_default_ports_and_sqlite_store_in_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_base_port_and_environment(tmp_path: Path) -> None:
-    plan = plan_suite(tmp_path, base_port=21000, host="0.0.0.0")
+    plan = plan_suite(tmp_path, base_port=21000, host="0.0.0.0")  # noqa: S104  the wildcard is what this test plans
     gateway = plan.service("gateway")
     assert (gateway.grpc_port, gateway.http_port) == (21000, 21010)
     assert gateway.address == "127.0.0.1:21000"
@@ -62,7 +62,7 @@ def test_base_port_and_environment(tmp_path: Path) -> None:
     assert gateway.env["BRIEFXAI_GATEWAY_STORE_URL"] == plan.store_url
     clustering = plan.service("clustering")
     assert clustering.env == {
-        "BRIEFXAI_CLUSTERING_HOST": "0.0.0.0",
+        "BRIEFXAI_CLUSTERING_HOST": "0.0.0.0",  # noqa: S104  the wildcard is what this test checks
         "BRIEFXAI_CLUSTERING_GRPC_PORT": "21003",
         "BRIEFXAI_CLUSTERING_HTTP_PORT": "21013",
     }

@@ -145,6 +145,7 @@ async def test_llm_summaries_and_names_through_the_gateway(tmp_path: Path, fake_
                 facets_address=facets.address,
                 clustering_address=clustering.address,
                 batch_size=8,
+                auth={"mode": "off"},  # what is tested here is naming, not who may call
             )
         )
         gateway = await start_service(service)

@@ -18,6 +18,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import base64
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -206,6 +207,35 @@ def container_env(container: Mapping[str, Any], pod: Mapping[str, str]) -> dict[
         elif "fieldRef" in variable.get("valueFrom", {}):
             env[name] = pod[variable["valueFrom"]["fieldRef"]["fieldPath"]]
     return env
+
+
+def mounted_files(
+    manifests: Iterable[Manifest], pod: Mapping[str, Any], container: Mapping[str, Any]
+) -> dict[str, bytes]:
+    """The files a container sees in its Secret, ConfigMap and projected volumes, path → content, as
+    Kubernetes mounts them (each item at its path, or every key); objects the chart does not render (an
+    ``existingSecret``) are left out."""
+    objects = {(m.kind, m.name): m.body for m in manifests if m.kind in ("Secret", "ConfigMap")}
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    files: dict[str, bytes] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        sources = volume["projected"]["sources"] if "projected" in volume else [volume]
+        for source in sources:
+            for kind, field in (("Secret", "secret"), ("ConfigMap", "configMap")):
+                if field not in source:
+                    continue
+                reference = source[field]
+                body = objects.get((kind, reference.get("secretName") or reference.get("name")))
+                if body is None:
+                    continue
+                data = {
+                    key: base64.b64decode(value) if kind == "Secret" else str(value).encode()
+                    for key, value in (body.get("data") or {}).items()
+                }
+                for item in reference.get("items") or [{"key": key, "path": key} for key in data]:
+                    files[f"{mount['mountPath']}/{item['path']}"] = data[item["key"]]
+    return files
 
 
 def check(values_file: Path | None) -> list[str]:

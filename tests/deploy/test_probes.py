@@ -1,10 +1,11 @@
 """The chart's probes against the real services: each service is started as a process from the rendered
 ConfigMap and its container's environment, only its listening ports moved to free ports on 127.0.0.1
 and its writable directories (the pod's volumes) to a temporary one, through the same
-``BRIEFXAI_<SERVICE>_*`` variables the services read. Each must answer the readiness probe's
-grpc.health.v1 service name SERVING on the port the probe asks (the one the config makes it listen
-on), serve /metrics on its HTTP port, pass the `helm test` pod's own check, and exit cleanly within the
-pod's termination grace period on SIGTERM.
+``BRIEFXAI_<SERVICE>_*`` variables the services read; the gateway's key files (the chart's Secrets)
+are written there too, and the config's paths to them moved with them. Each must answer the readiness
+probe's grpc.health.v1 service name SERVING on the port the probe asks (the one the config makes it
+listen on), serve /metrics on its HTTP port, pass the `helm test` pod's own check, and exit cleanly
+within the pod's termination grace period on SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from briefxai_cli.supervisor import ServicePlan, Suite, SuitePlan, free_ports
-from tests.deploy.chart import NAMESPACE, SERVICES, Manifest, container_env, render
+from tests.deploy.chart import NAMESPACE, SERVICES, Manifest, container_env, mounted_files, render
 from tests.support.http import http_get
 from tests.support.services import assert_serving
 
@@ -46,6 +47,20 @@ def _container(manifests: list[Manifest], service: str) -> tuple[dict[str, Any],
     return container, pod["terminationGracePeriodSeconds"]
 
 
+def _with_local_key_files(config_text: str, manifests: list[Manifest], root: Path) -> str:
+    """``config_text`` with the paths of the files mounted into the gateway (its admin and audit keys)
+    moved to copies under ``root``."""
+    (body,) = [m.body for m in manifests if m.kind == "Deployment" and m.name == "briefxai-gateway"]
+    pod = body["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    for path, content in mounted_files(manifests, pod, container).items():
+        local = root / path.lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(content)
+        config_text = config_text.replace(path, str(local))
+    return config_text
+
+
 @pytest.fixture(scope="module")
 def manifests() -> list[Manifest]:
     return render({})
@@ -59,7 +74,9 @@ def deployed(
     work = tmp_path_factory.mktemp("helm-probes")
     (config_map,) = [m.body for m in manifests if m.kind == "ConfigMap" and m.name == "briefxai-config"]
     config_path = work / "briefxai.yaml"
-    config_path.write_text(config_map["data"]["briefxai.yaml"])
+    config_path.write_text(
+        _with_local_key_files(config_map["data"]["briefxai.yaml"], manifests, work / "pod")
+    )
     config = yaml.safe_load(config_path.read_text())
     ports = iter(free_ports(2 * len(SERVICES)))
     services = {}

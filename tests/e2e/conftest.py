@@ -29,7 +29,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
 
 @pytest.fixture(scope="module")
 def client(suite: Suite) -> Iterator[GatewayClient]:
-    with GatewayClient(suite.gateway_address) as gateway:
+    with GatewayClient(suite.gateway_address, api_key=suite.admin_key) as gateway:
         yield gateway
 
 

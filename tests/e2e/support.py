@@ -23,9 +23,15 @@ def briefxai_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "briefxai_cli"]
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 900.0) -> subprocess.CompletedProcess[str]:
-    """Runs the real ``briefxai`` console script; returns its exit code, stdout and stderr."""
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 900.0, data_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs the real ``briefxai`` console script; returns its exit code, stdout and stderr. ``data_dir``:
+    a suite's, where the CLI finds the suite's admin key (as it does in ./briefxai-data after ``up``)."""
     env = dict(os.environ, COLUMNS="200", GRPC_VERBOSITY="ERROR")
+    if data_dir is not None:
+        env.pop("BRIEFXAI_API_KEY", None)
+        env["BRIEFXAI_DATA_DIR"] = str(data_dir)
     return subprocess.run(
         [*briefxai_command(), *args],
         capture_output=True,
@@ -51,7 +57,8 @@ def rows_mentioning(store: Path, value: str) -> dict[str, int]:
             columns = [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]
             condition = " OR ".join(f'instr(CAST("{c}" AS TEXT), ?) > 0' for c in columns)
             (count,) = connection.execute(
-                f'SELECT count(*) FROM "{table}" WHERE {condition}', [value] * len(columns)
+                f'SELECT count(*) FROM "{table}" WHERE {condition}',  # noqa: S608  names from the schema
+                [value] * len(columns),
             ).fetchone()
             if count:
                 found[table] = int(count)

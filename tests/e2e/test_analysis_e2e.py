@@ -31,7 +31,15 @@ def records() -> list[ConversationRecord]:
 def cli_run(suite: Suite, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     out_dir = tmp_path_factory.mktemp("cli-out")
     completed = run_cli(
-        "analyze", str(SAMPLE), "--out", str(out_dir), "--seed", str(SEED), "--gateway", suite.gateway_address
+        "analyze",
+        str(SAMPLE),
+        "--out",
+        str(out_dir),
+        "--seed",
+        str(SEED),
+        "--gateway",
+        suite.gateway_address,
+        data_dir=suite.plan.data_dir,
     )
     return completed, out_dir
 
@@ -85,7 +93,13 @@ def test_bad_records_are_reported_with_line_numbers_and_the_rest_analysed(
     suite: Suite, tmp_path: Path
 ) -> None:
     completed = run_cli(
-        "analyze", str(BAD_RECORDS), "--out", str(tmp_path), "--gateway", suite.gateway_address
+        "analyze",
+        str(BAD_RECORDS),
+        "--out",
+        str(tmp_path),
+        "--gateway",
+        suite.gateway_address,
+        data_dir=suite.plan.data_dir,
     )
     expected = {
         2: "invalid JSON",
@@ -113,7 +127,7 @@ def test_bad_records_are_reported_with_line_numbers_and_the_rest_analysed(
 def test_eval_reports_agreement_per_level_and_determinism(suite: Suite, tmp_path: Path) -> None:
     completed = run_cli(
         "eval", str(SAMPLE), "--label-key", "metadata.label", "--seed", str(SEED), "--out", str(tmp_path),
-        "--gateway", suite.gateway_address,
+        "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert "AMI" in completed.stdout and "ARI" in completed.stdout

@@ -67,7 +67,8 @@ def small_batch_gateway(suite: Suite, tmp_path_factory: pytest.TempPathFactory) 
     for name in ("embedding", "facets", "clustering"):
         env[f"BRIEFXAI_GATEWAY_{name.upper()}_ADDRESS"] = suite.plan.service(name).address
     plan = SuitePlan((replace(own.service("gateway"), env=env),), own.data_dir, own.store_url)
-    running = Suite(plan)
+    # The suite's workers accept the gateway that holds their service token only.
+    running = Suite(plan, extra_env={"BRIEFXAI_GATEWAY_SERVICE_TOKEN": suite.service_token})
     running.start(timeout=START_TIMEOUT, check_ports=False)
     yield running
     codes = running.stop()
@@ -92,7 +93,7 @@ def test_other_batch_size_and_batch_mates_give_the_same_partition(
     alone = analyse(client, subject)
 
     with (
-        GatewayClient(small_batch_gateway.gateway_address) as small,
+        GatewayClient(small_batch_gateway.gateway_address, api_key=small_batch_gateway.admin_key) as small,
         ThreadPoolExecutor(max_workers=2) as pool,
     ):
         mixed = pool.submit(analyse, small, subject)

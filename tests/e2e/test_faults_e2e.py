@@ -102,7 +102,7 @@ def records() -> list[ConversationRecord]:
 def analyse(
     suite: Suite, records: list[ConversationRecord], notes: set[str] | None = None
 ) -> tuple[gateway_pb2.Analysis, gateway_pb2.GetAnalysisResultsResponse]:
-    with GatewayClient(suite.gateway_address) as client:
+    with GatewayClient(suite.gateway_address, api_key=suite.admin_key) as client:
         analysis = client.create(records, build_options(seed=SEED))
         final = client.wait(
             analysis.id, lambda u: notes.update(u.analysis.warnings) if notes is not None else None
@@ -198,7 +198,7 @@ def test_a_hung_worker_trips_the_breaker_which_recovers_through_half_open(
     before = {pair: transitions(*pair) for pair in HALF_OPEN_PATH}
     pid = suite.pids()["embedding"]
     notes: set[str] = set()
-    with GatewayClient(suite.gateway_address) as client:
+    with GatewayClient(suite.gateway_address, api_key=suite.admin_key) as client:
         analysis = client.create(records, build_options(seed=SEED))
         os.kill(pid, signal.SIGSTOP)
         try:

@@ -60,7 +60,9 @@ def test_unknown_ids_are_not_found(stub: gateway_pb2_grpc.AnalysisServiceStub, s
         lambda: list(stub.WatchAnalysis(gateway_pb2.WatchAnalysisRequest(id="no-such-analysis"))),
     ):
         assert rpc_error(call).code() == grpc.StatusCode.NOT_FOUND
-    completed = run_cli("status", "no-such-analysis", "--gateway", suite.gateway_address)
+    completed = run_cli(
+        "status", "no-such-analysis", "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir
+    )
     assert completed.returncode == 1
     assert (
         completed.stderr.startswith("error: NOT_FOUND:") and len(completed.stderr.strip().splitlines()) == 1
@@ -110,7 +112,7 @@ def test_list_is_newest_first_and_pages_cover_everything(
         if not token:
             break
     assert paged == ids
-    completed = run_cli("list", "--json", "--gateway", suite.gateway_address)
+    completed = run_cli("list", "--json", "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir)
     assert completed.returncode == 0, completed.stderr
     assert [json.loads(line)["id"] for line in completed.stdout.splitlines()] == ids
 
@@ -149,20 +151,36 @@ def test_cancel_stops_a_running_analysis(client: GatewayClient, suite: Suite) ->
     assert client.cancel(analysis.id).state == gateway_pb2.ANALYSIS_STATE_CANCELLED  # terminal: unchanged
     error = rpc_error(lambda: client.results(analysis.id))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    completed = run_cli("results", analysis.id, "--gateway", suite.gateway_address)
+    completed = run_cli(
+        "results", analysis.id, "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir
+    )
     assert completed.returncode == 1 and completed.stderr.startswith("error: FAILED_PRECONDITION")
-    completed = run_cli("cancel", analysis.id, "--gateway", suite.gateway_address)
+    completed = run_cli(
+        "cancel", analysis.id, "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir
+    )
     assert completed.returncode == 0 and "CANCELLED" in completed.stdout
 
 
 def test_cli_status_and_results(suite: Suite, finished: gateway_pb2.Analysis, tmp_path: Path) -> None:
-    completed = run_cli("status", finished.id, "--json", "--gateway", suite.gateway_address)
+    completed = run_cli(
+        "status", finished.id, "--json", "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir
+    )
     assert completed.returncode == 0, completed.stderr
     status = json.loads(completed.stdout)
     assert status["id"] == finished.id and status["state"] == "ANALYSIS_STATE_SUCCEEDED"
-    completed = run_cli("status", finished.id, "--gateway", suite.gateway_address)
+    completed = run_cli(
+        "status", finished.id, "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir
+    )
     assert completed.returncode == 0 and "SUCCEEDED" in completed.stdout
-    completed = run_cli("results", finished.id, "--out", str(tmp_path), "--gateway", suite.gateway_address)
+    completed = run_cli(
+        "results",
+        finished.id,
+        "--out",
+        str(tmp_path),
+        "--gateway",
+        suite.gateway_address,
+        data_dir=suite.plan.data_dir,
+    )
     assert completed.returncode == 0, completed.stderr
     results = json.loads((tmp_path / "analysis.json").read_text())
     assert results["analysis"]["id"] == finished.id
@@ -177,14 +195,20 @@ def test_delete_leaves_no_rows_behind(client: GatewayClient, suite: Suite) -> No
     before = rows_mentioning(store, analysis.id)
     assert {"analyses", "conversations", "clusters"} <= set(before), before
 
-    completed = run_cli("delete", analysis.id, "--gateway", suite.gateway_address)
+    completed = run_cli(
+        "delete", analysis.id, "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir
+    )
     assert completed.returncode == 0, completed.stderr
     assert f"deleted analysis {analysis.id}" in completed.stdout
-    assert rows_mentioning(store, analysis.id) == {}
+    # Only the audit trail remembers it: its creation, deletion, reads (append-only, by design).
+    remaining = rows_mentioning(store, analysis.id)
+    assert set(remaining) <= {"audit_log"}, remaining
     error = rpc_error(lambda: client.get(analysis.id))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert analysis.id not in [a.id for a in client.list()]
-    completed = run_cli("delete", analysis.id, "--gateway", suite.gateway_address)
+    completed = run_cli(
+        "delete", analysis.id, "--gateway", suite.gateway_address, data_dir=suite.plan.data_dir
+    )
     assert completed.returncode == 1 and completed.stderr.startswith("error: NOT_FOUND")
 
 
@@ -194,5 +218,6 @@ def test_delete_of_a_running_analysis_stops_it_and_removes_it(client: GatewayCli
     analysis = client.create(generated(3000, 10), build_options(seed=7), stream=True)
     assert rows_mentioning(store, analysis.id)
     client.delete(analysis.id)
-    assert rows_mentioning(store, analysis.id) == {}
+    remaining = rows_mentioning(store, analysis.id)
+    assert set(remaining) <= {"audit_log"}, remaining  # the append-only audit trail remembers it
     assert rpc_error(lambda: client.get(analysis.id)).code() == grpc.StatusCode.NOT_FOUND

@@ -82,7 +82,7 @@ def outcome(client: GatewayClient, analysis_id: str, records: list[ConversationR
 
 @pytest.fixture(scope="module")
 def fault_free(suite: Suite, sample: tuple[Path, list[ConversationRecord]]) -> Outcome:
-    with GatewayClient(suite.gateway_address) as client:
+    with GatewayClient(suite.gateway_address, api_key=suite.admin_key) as client:
         analysis = client.create(sample[1], build_options(seed=SEED))
         final = client.wait(analysis.id)
         assert final.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.error.message
@@ -112,7 +112,7 @@ def test_a_killed_worker_is_waited_for(
     suite: Suite, sample: tuple[Path, list[ConversationRecord]], fault_free: Outcome
 ) -> None:
     records = sample[1]
-    with GatewayClient(suite.gateway_address) as client:
+    with GatewayClient(suite.gateway_address, api_key=suite.admin_key) as client:
         analysis = client.create(records, build_options(seed=SEED))
         follow_until(client, analysis.id, lambda u: embedded(u) >= 40)
         kill(suite, "embedding")
@@ -128,7 +128,7 @@ def test_a_killed_gateway_resumes_and_waits_for_clustering(
     suite: Suite, sample: tuple[Path, list[ConversationRecord]], fault_free: Outcome
 ) -> None:
     records = sample[1]
-    with GatewayClient(suite.gateway_address) as client:
+    with GatewayClient(suite.gateway_address, api_key=suite.admin_key) as client:
         analysis = client.create(records, build_options(seed=SEED))
         follow_until(client, analysis.id, lambda u: embedded(u) >= COUNT // 2)
         kill(suite, "gateway", "clustering")
@@ -146,10 +146,10 @@ def test_analyze_keeps_watching_across_a_gateway_restart(
     path, records = sample
     command = [*briefxai_command(), "analyze", str(path), "--seed", str(SEED), "--out", str(tmp_path)]
     command += ["--gateway", suite.gateway_address]
-    env = dict(os.environ, COLUMNS="200", GRPC_VERBOSITY="ERROR")
+    env = dict(os.environ, COLUMNS="200", GRPC_VERBOSITY="ERROR", BRIEFXAI_API_KEY=suite.admin_key)
     cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        with GatewayClient(suite.gateway_address) as client:
+        with GatewayClient(suite.gateway_address, api_key=suite.admin_key) as client:
             deadline = time.monotonic() + 300
             running = None
             while running is None and time.monotonic() < deadline:

@@ -46,7 +46,7 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
 
 @pytest.fixture(scope="module")
 def client(replicated: Suite) -> Iterator[GatewayClient]:
-    with GatewayClient(replicated.gateway_address) as gateway:
+    with GatewayClient(replicated.gateway_address, api_key=replicated.admin_key) as gateway:
         yield gateway
 
 

@@ -123,12 +123,15 @@ async def test_an_analysis_is_one_trace_across_four_processes(
                 request = gateway_pb2.CreateAnalysisRequest(
                     conversations=conversations(12), options=gateway_pb2.AnalysisOptions(seed=1)
                 )
+                bearer = ("authorization", f"Bearer {suite.admin_key}")
                 created = (
-                    await stub.CreateAnalysis(request, metadata=(("x-request-id", "e2e-create"),), timeout=60)
+                    await stub.CreateAnalysis(
+                        request, metadata=(("x-request-id", "e2e-create"), bearer), timeout=60
+                    )
                 ).analysis
                 final = None
                 async for update in stub.WatchAnalysis(
-                    gateway_pb2.WatchAnalysisRequest(id=created.id), timeout=600
+                    gateway_pb2.WatchAnalysisRequest(id=created.id), metadata=(bearer,), timeout=600
                 ):
                     final = update.analysis
             assert final is not None and final.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final

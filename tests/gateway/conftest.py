@@ -20,7 +20,9 @@ from prometheus_client import REGISTRY
 
 from briefxai.common.v1 import common_pb2
 from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from briefxai_common.apikeys import generate_api_key
 from briefxai_common.bootstrap import RunningService, start_service
+from briefxai_common.service_auth import metadata_interceptors
 from briefxai_gateway.server import Gateway, build_gateway
 from briefxai_gateway.settings import GatewaySettings
 from briefxai_gateway.store import Store
@@ -133,7 +135,14 @@ class GatewayHandle:
     channel: grpc.aio.Channel
     stub: gateway_pb2_grpc.AnalysisServiceAsyncStub
     settings: GatewaySettings
+    # The bootstrap admin key the handle's channel sends.
+    admin_key: str = ""
     stopped: bool = field(default=False)
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        """The HTTP header that authenticates as the admin key."""
+        return {"Authorization": f"Bearer {self.admin_key}"}
 
     @property
     def store(self) -> Store:
@@ -204,6 +213,21 @@ def gateway_settings(store_url: str, downstream: Downstream, **overrides: Any) -
     return GatewaySettings.load(**values)
 
 
+def admin_key_file(folder: Path) -> Path:
+    """``folder/admin.key``, created with a new API key when missing (as ``briefxai up`` does)."""
+    path = folder / "admin.key"
+    if not path.exists():
+        path.write_text(generate_api_key() + "\n")
+        path.chmod(0o600)
+    return path
+
+
+def authorized_channel(address: str, key: str | None) -> grpc.aio.Channel:
+    """A channel to a gateway whose every call carries ``authorization: Bearer <key>`` (none: no key)."""
+    pairs = (("authorization", f"Bearer {key}"),) if key else ()
+    return grpc.aio.insecure_channel(address, interceptors=metadata_interceptors(pairs))
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def start_gateway(tmp_path: Path, downstream: Downstream) -> AsyncIterator[GatewayFactory]:
     """``await start_gateway(**overrides)`` starts a gateway (default store: a fresh SQLite file)."""
@@ -211,14 +235,16 @@ async def start_gateway(tmp_path: Path, downstream: Downstream) -> AsyncIterator
 
     async def start(**overrides: Any) -> GatewayHandle:
         overrides.setdefault("store_url", f"sqlite:///{tmp_path}/gateway.db")
+        overrides.setdefault("auth", {"bootstrap_admin_key_file": str(admin_key_file(tmp_path))})
         settings = gateway_settings(downstream=downstream, **overrides)
         service, gateway = build_gateway(settings)
         running = await start_service(service)
-        channel = grpc.aio.insecure_channel(running.address)
+        key = admin_key_file(tmp_path).read_text().strip()
+        channel = authorized_channel(running.address, key)
         stub = cast(
             "gateway_pb2_grpc.AnalysisServiceAsyncStub", gateway_pb2_grpc.AnalysisServiceStub(channel)
         )
-        handle = GatewayHandle(running, gateway, channel, stub, settings)
+        handle = GatewayHandle(running, gateway, channel, stub, settings, key)
         handles.append(handle)
         return handle
 

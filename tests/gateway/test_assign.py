@@ -200,7 +200,8 @@ async def test_new_conversations_make_new_revisions(start_gateway: GatewayFactor
         row = rows[conversation.id]
         assert row.revision == 1 and row.HasField("distance") and not row.HasField("point")
         assert row.distance == pytest.approx(by_id[conversation.id].distance)
-        assert {"request", "task", "language", "sentiment"} <= {f.facet for f in row.facets}
+        assert {"task", "language", "sentiment"} <= {f.facet for f in row.facets}
+        assert ("request" in {f.facet for f in row.facets}) is not row.withheld  # withheld: no free text
     assert rows["new-p0"].cluster_id == topic_cluster["passwords"] and not rows["new-p0"].withheld
     assert rows["new-y0"].cluster_id == "" and rows["new-y0"].withheld and not rows["new-y0"].unassigned
     assert rows["new-far"].unassigned and rows["new-far"].cluster_id == "" and not rows["new-far"].withheld
@@ -332,7 +333,7 @@ async def test_the_cli_assigns_a_file(start_gateway: GatewayFactory, tmp_path: P
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     address = gw.running.address
     base = ("assign", analysis.id, str(path), "--gateway", address)
-    shown = await asyncio.to_thread(run_cli, *base, "--request-id", "cli-run")
+    shown = await asyncio.to_thread(run_cli, *base, "--request-id", "cli-run", data_dir=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "read 7 records" in shown.stderr
     assert "results revision 1: 6 assigned, 1 unassigned" in shown.stdout
@@ -344,19 +345,21 @@ async def test_the_cli_assigns_a_file(start_gateway: GatewayFactory, tmp_path: P
     assert [cell.strip() for cell in row.split("│")[2:5]] == ["6", "0", str(cooking.size)], row
 
     # The same request id: the same answer (here as JSON), no new revision.
-    again = await asyncio.to_thread(run_cli, *base, "--request-id", "cli-run", "--json")
+    again = await asyncio.to_thread(run_cli, *base, "--request-id", "cli-run", "--json", data_dir=tmp_path)
     assert again.returncode == 0, again.stderr
     data = json.loads(again.stdout)
     assert data["revision"] == 1 and data["assigned_count"] == "6" and data["unassigned_count"] == "1"
     assert [a["conversation_id"] for a in data["assignments"]] == [line["id"] for line in lines]
 
     # Another request id: the conversations are in the analysis already (named by input line).
-    refused = await asyncio.to_thread(run_cli, *base)
+    refused = await asyncio.to_thread(run_cli, *base, data_dir=tmp_path)
     assert refused.returncode == 1
     assert "conversations[0].id (line 1, id 'cli-0'): conversation id 'cli-0' is already in the analysis" in (
         refused.stderr
     )
-    missing = await asyncio.to_thread(run_cli, "assign", "nope", str(path), "--gateway", address)
+    missing = await asyncio.to_thread(
+        run_cli, "assign", "nope", str(path), "--gateway", address, data_dir=tmp_path
+    )
     assert missing.returncode == 1 and "error: NOT_FOUND" in missing.stderr
 
 

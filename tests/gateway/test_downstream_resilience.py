@@ -139,6 +139,9 @@ class ScriptedEmbedding(embedding_pb2_grpc.EmbeddingServiceServicer):
             yield embedding_pb2.StreamEmbedTextsResponse(offset=offset, vectors=ones(len(chunk.texts)))
             offset += len(chunk.texts)
 
+    async def ClearCache(self, request: Any, context: Any) -> embedding_pb2.ClearCacheResponse:
+        return embedding_pb2.ClearCacheResponse(cleared_entries=0)
+
 
 def ones(count: int) -> common_pb2.PackedVectors:
     """``count`` 4-dim vectors of float32 1.0."""

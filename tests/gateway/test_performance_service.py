@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -54,7 +55,7 @@ def history(gw: GatewayHandle) -> tuple[list[Sample], list[AnalysisRun]]:
     return gw.store.performance_history(now - timedelta(days=30), now + timedelta(minutes=1))
 
 
-async def test_report_over_two_analyses(start_gateway: GatewayFactory) -> None:
+async def test_report_over_two_analyses(start_gateway: GatewayFactory, tmp_path: Path) -> None:
     gw = await start_gateway(performance=NO_LOOP)
     await analyse(gw, 0)
     await analyse(gw, 100)
@@ -105,17 +106,17 @@ async def test_report_over_two_analyses(start_gateway: GatewayFactory) -> None:
 
     # The CLI prints the same report as a table, and as JSON.
     address = gw.running.address
-    table = await asyncio.to_thread(run_cli, "perf", "--since", "1h", "--gateway", address)
+    table = await asyncio.to_thread(run_cli, "perf", "--since", "1h", "--gateway", address, data_dir=tmp_path)
     assert table.returncode == 0, table.stderr
     for text in ("2 analyses succeeded", "◀ bottleneck", "CreateAnalysis", "WatchAnalysis", "stable"):
         assert text in table.stdout, text
     assert report.recommendations[0][:40] in table.stdout
-    as_json = await asyncio.to_thread(run_cli, "perf", "--json", "--gateway", address)
+    as_json = await asyncio.to_thread(run_cli, "perf", "--json", "--gateway", address, data_dir=tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
     assert data["analysis_count"] == 2 and data["bottleneck"] == gateway_pb2.Stage.Name(report.bottleneck)
     assert [s["stage"] for s in data["stages"]] == [gateway_pb2.Stage.Name(s) for s in TIMED]
-    bad = await asyncio.to_thread(run_cli, "perf", "--since", "soon", "--gateway", address)
+    bad = await asyncio.to_thread(run_cli, "perf", "--since", "soon", "--gateway", address, data_dir=tmp_path)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
 
 

@@ -116,7 +116,9 @@ async def test_report_from_the_gateway_the_cli_and_a_saved_file(
     assert not xss["withheld"] and request_of(xss) == XSS
 
     # The gateway's HTTP route.
-    status, body = await asyncio.to_thread(http_get, gw.running.http_port, f"/analyses/{analysis_id}/report")
+    status, body = await asyncio.to_thread(
+        http_get, gw.running.http_port, f"/analyses/{analysis_id}/report", gw.bearer
+    )
     assert status == 200
     served = body.decode("utf-8")
     assert served == render_report(results)
@@ -124,22 +126,33 @@ async def test_report_from_the_gateway_the_cli_and_a_saved_file(
     # The CLI, as a process, from the gateway and from the analysis.json that `results` saves.
     address = gw.running.address
     out = tmp_path / "report.html"
-    done = await asyncio.to_thread(run_cli, "report", analysis_id, "--out", str(out), "--gateway", address)
+    done = await asyncio.to_thread(
+        run_cli, "report", analysis_id, "--out", str(out), "--gateway", address, data_dir=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert out.read_text(encoding="utf-8") == served
     done = await asyncio.to_thread(
-        run_cli, "results", analysis_id, "--out", str(tmp_path / "saved"), "--gateway", address
+        run_cli,
+        "results",
+        analysis_id,
+        "--out",
+        str(tmp_path / "saved"),
+        "--gateway",
+        address,
+        data_dir=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "saved" / "analysis.json").read_text()) == results
-    done = await asyncio.to_thread(run_cli, "report", "--from", str(tmp_path / "saved" / "analysis.json"))
+    done = await asyncio.to_thread(
+        run_cli, "report", "--from", str(tmp_path / "saved" / "analysis.json"), data_dir=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "saved" / "report.html").read_text(encoding="utf-8") == served
 
     # Withheld conversations: counted, never shown.
     for row in withheld:
         assert row["conversation_id"] not in served
-        assert request_of(row) and request_of(row) not in served
+        assert "request" not in {f["facet"] for f in row["facets"]}  # nor exported as free text
     assert XSS not in served
 
     # In a real browser.
@@ -156,7 +169,7 @@ async def test_report_from_the_gateway_the_cli_and_a_saved_file(
     assert page.screenshot is not None and page.screenshot.stat().st_size > 10_000
     # Served by the gateway, the same page loads without an error either (no favicon or other fetch).
     url = f"http://127.0.0.1:{gw.running.http_port}/analyses/{analysis_id}/report"
-    page = await open_page(url, expressions=[COUNT_POINTS])
+    page = await open_page(url, expressions=[COUNT_POINTS], headers=gw.bearer)
     assert (page.console_errors, page.dialogs, page.values[COUNT_POINTS]) == ([], [], len(reported))
 
 
@@ -169,14 +182,16 @@ async def test_report_route_errors(start_gateway: GatewayFactory, closed_address
     )
     port = gw.running.http_port
     status, body = await asyncio.to_thread(http_get, port, "/analyses/nope/report")
+    assert status == 401 and b"UNAUTHENTICATED" in body
+    status, body = await asyncio.to_thread(http_get, port, "/analyses/nope/report", gw.bearer)
     assert status == 404 and b"NOT_FOUND" in body
     request = gateway_pb2.CreateAnalysisRequest(conversations=conversations(6))
     running = (await gw.stub.CreateAnalysis(request)).analysis
     await gw.wait_until(running.id, lambda u: u.analysis.stage == gateway_pb2.STAGE_CLUSTER)
-    status, body = await asyncio.to_thread(http_get, port, f"/analyses/{running.id}/report")
+    status, body = await asyncio.to_thread(http_get, port, f"/analyses/{running.id}/report", gw.bearer)
     assert status == 409 and b"RUNNING" in body
     await gw.stub.CancelAnalysis(gateway_pb2.CancelAnalysisRequest(id=running.id))
-    status, body = await asyncio.to_thread(http_get, port, f"/analyses/{running.id}/report")
+    status, body = await asyncio.to_thread(http_get, port, f"/analyses/{running.id}/report", gw.bearer)
     assert status == 409 and b"CANCELLED" in body
     # The side port's own routes are still there.
     status, _ = await asyncio.to_thread(http_get, port, "/livez")

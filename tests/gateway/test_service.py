@@ -234,7 +234,7 @@ async def test_upload_with_bad_batches_is_refused_and_leaves_nothing(start_gatew
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     listed = await gw.stub.ListAnalyses(gateway_pb2.ListAnalysesRequest())
     assert list(listed.analyses) == []
-    assert await asyncio.to_thread(gw.store.abandoned_upload_ids) == []
+    assert await asyncio.to_thread(gw.store.abandoned_uploads) == []
 
 
 async def test_invalid_arguments_have_field_violations_and_the_service_keeps_serving(

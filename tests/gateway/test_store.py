@@ -97,7 +97,7 @@ def test_sqlite_file_uses_wal(tmp_path: Path) -> None:
 
 def test_migrations_match_the_schema(store: Store) -> None:
     with store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0005"
+        assert MigrationContext.configure(conn).get_current_revision() == "0006"
         diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     assert diff == []
     store.migrate()  # idempotent
@@ -116,7 +116,7 @@ def test_an_analysis_stored_at_revision_0001_reads_after_the_upgrade(store_url: 
     db = store_at(
         store_url,
         "0001",
-        "INSERT INTO analyses (id, tenant_id, state, options, conversation_count, batch_size, create_time, "
+        "INSERT INTO analyses (id, tenant_id, state, options, conversation_count, batch_size, create_time, "  # noqa: S608  test rows
         f"update_time, error, upload_complete) VALUES {', '.join(rows)}",
     )
     db.migrate()
@@ -174,7 +174,7 @@ def test_list_is_newest_first_and_paged(store: Store) -> None:
     page, after = store.list_analyses(2, after)
     assert [a.id for a in page] == ["a0"]
     assert after is None
-    assert store.abandoned_upload_ids() == ["hidden"]
+    assert [i for _, i in store.abandoned_uploads()] == ["hidden"]
 
 
 def test_batches_checkpoints_progress_and_warnings(store: Store) -> None:

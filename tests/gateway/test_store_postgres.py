@@ -116,7 +116,7 @@ def test_gateways_starting_at_once_migrate_the_database_once(postgres_url: str) 
     store = Store(postgres_url)
     try:
         with store.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0005"
+            assert MigrationContext.configure(conn).get_current_revision() == "0006"
     finally:
         store.close()
 

@@ -96,25 +96,27 @@ async def blocking(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(fn, *args)
 
 
-async def finished(address: str, analysis_id: str) -> gateway_pb2.Analysis:
+async def finished(gateway: GatewayProcess, analysis_id: str) -> gateway_pb2.Analysis:
     def wait() -> gateway_pb2.Analysis:
-        with GatewayClient(address) as client:
+        with GatewayClient(gateway.address, api_key=gateway.admin_key) as client:
             return client.wait(analysis_id)
 
     return await asyncio.wait_for(blocking(wait), 300)
 
 
-async def results(address: str, analysis_id: str) -> gateway_pb2.GetAnalysisResultsResponse:
+async def results(gateway: GatewayProcess, analysis_id: str) -> gateway_pb2.GetAnalysisResultsResponse:
     def read() -> gateway_pb2.GetAnalysisResultsResponse:
-        with GatewayClient(address) as client:
+        with GatewayClient(gateway.address, api_key=gateway.admin_key) as client:
             return client.results(analysis_id)
 
     return await blocking(read)
 
 
-async def create(address: str, records: Sequence[ConversationRecord], seed: int, request_id: str) -> str:
+async def create(
+    gateway: GatewayProcess, records: Sequence[ConversationRecord], seed: int, request_id: str
+) -> str:
     def call() -> str:
-        with GatewayClient(address) as client:
+        with GatewayClient(gateway.address, api_key=gateway.admin_key) as client:
             return client.create(records, build_options(seed=seed), request_id=request_id).id
 
     return await blocking(call)
@@ -174,14 +176,14 @@ async def test_two_gateways_on_one_database_run_each_analysis_exactly_once(
     for i in range(6):
         records = generated(16 + 2 * i, 200 + i)
         gateway = (first, second)[i % 2]
-        analysis_id = await create(gateway.address, records, SEED, f"both-{i}")
+        analysis_id = await create(gateway, records, SEED, f"both-{i}")
         submitted[analysis_id] = records
         ids.append(analysis_id)
 
     for analysis_id in ids:
-        final = await finished(first.address, analysis_id)
+        final = await finished(first, analysis_id)
         assert final.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.error
-        check_complete_results(await results(second.address, analysis_id), submitted[analysis_id])
+        check_complete_results(await results(second, analysis_id), submitted[analysis_id])
 
     ran: dict[str, list[str]] = {}
     for analysis_id in ids:
@@ -249,7 +251,7 @@ async def test_a_killed_gateways_analysis_is_resumed_by_another_after_its_lease_
     batches = math.ceil(len(records) / 2)
     pair = gateways.make("a", **settings), gateways.make("b", **settings)
     await asyncio.gather(*(blocking(gateway.start) for gateway in pair))
-    analysis_id = await create(pair[0].address, records, SEED, "crash-me")
+    analysis_id = await create(pair[0], records, SEED, "crash-me")
     await wait_for(lambda: len(store.done_batches(analysis_id)[Stage.FACETS]) >= 3, "three batches done")
     claimed = await blocking(store.lease_of, analysis_id)
     assert claimed is not None and claimed[0] is not None and claimed[2] == 1, claimed
@@ -283,9 +285,9 @@ async def test_a_killed_gateways_analysis_is_resumed_by_another_after_its_lease_
         watched += 1
         await asyncio.sleep(0.1)
     assert watched and now >= expires, f"taken over at {now}, before the lease ran out at {expires}"
-    final = await finished(heir.address, analysis_id)
+    final = await finished(heir, analysis_id)
     assert final.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.error
-    resumed = await results(heir.address, analysis_id)
+    resumed = await results(heir, analysis_id)
     check_complete_results(resumed, records)
 
     # Claimed twice (the dead gateway, then the heir, attempt 2), resumed from the checkpoints: only the
@@ -300,8 +302,8 @@ async def test_a_killed_gateways_analysis_is_resumed_by_another_after_its_lease_
     assert server_calls(CLUSTERING, "StreamClusterEmbeddings") - calls[2] == 1
 
     # The same conversations and seed without a fault: the same results.
-    clean_id = await create(heir.address, records, SEED, "no-fault")
-    clean = await finished(heir.address, clean_id)
+    clean_id = await create(heir, records, SEED, "no-fault")
+    clean = await finished(heir, clean_id)
     assert clean.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, clean.error
-    assert outcome(resumed) == outcome(await results(heir.address, clean_id))
+    assert outcome(resumed) == outcome(await results(heir, clean_id))
     assert await blocking(heir.stop) == 0

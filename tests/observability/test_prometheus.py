@@ -206,7 +206,7 @@ def test_an_analysis_moves_the_business_metrics_prometheus_sees(suite: Suite, pr
     every_target_up(prometheus)
     before = {name: prometheus.scalar(expr) for name, expr in BUSINESS.items()}
 
-    with GatewayClient(suite.gateway_address) as client:
+    with GatewayClient(suite.gateway_address, api_key=suite.admin_key) as client:
         analysis = client.create(generated(CONVERSATIONS, 11), build_options(seed=5, display_name="observed"))
         final = client.wait(analysis.id)
     assert final.state == gateway_pb2.ANALYSIS_STATE_SUCCEEDED, final.error

@@ -145,7 +145,7 @@ def test_runtime_matches_the_settings(service: str) -> None:
     (healthcheck,) = [i.arguments for i in found if i.keyword == "HEALTHCHECK"]
     variable = f"BRIEFXAI_{service.upper()}_GRPC_PORT"
     assert healthcheck.endswith(
-        f'CMD python -m briefxai_common.healthcheck --port "${{{variable}:-{grpc_port}}}"'
+        f'CMD python -m briefxai_common.healthcheck --port "${{{variable}:-{grpc_port}}}" --section {service}'
     )
     assert any(i.keyword == "RUN" and f"--uid {UID} --gid {UID}" in i.arguments for i in found)
 
@@ -158,7 +158,7 @@ def test_every_service_variable_names_a_setting(service: str) -> None:
     variables = {key for key in environment(found, 1) if key.startswith(prefix)}
     assert {key.removeprefix(prefix).lower() for key in variables} <= set(fields)
     env = environment(found, 1)
-    assert env["HOME"] == "/tmp" and env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["HOME"] == "/tmp" and env["PYTHONDONTWRITEBYTECODE"] == "1"  # noqa: S108  checks the image's env
 
 
 def test_the_embedding_image_serves_the_export_it_built() -> None:

@@ -229,9 +229,11 @@ async def open_page(
     width: int = 1400,
     height: int = 1000,
     full_page: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> PageResult:
-    """Loads ``url`` in headless Chromium; its console errors, dialogs, ``expressions``' values and,
-    when ``screenshot`` is given, a PNG of the viewport (``full_page``: of the whole page)."""
+    """Loads ``url`` in headless Chromium (sending ``headers`` with every request); its console errors,
+    dialogs, ``expressions``' values and, when ``screenshot`` is given, a PNG of the viewport
+    (``full_page``: of the whole page)."""
     async with (
         chromium(width, height) as browser_url,
         aiohttp.ClientSession() as http,
@@ -250,6 +252,9 @@ async def open_page(
                 "Emulation.setDeviceMetricsOverride",
                 {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
             )
+            if headers:
+                await session.send("Network.enable")
+                await session.send("Network.setExtraHTTPHeaders", {"headers": headers})
             navigation = await session.send("Page.navigate", {"url": url})
             if navigation.get("errorText"):
                 raise RuntimeError(f"cannot open {url}: {navigation['errorText']}")

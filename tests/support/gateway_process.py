@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from briefxai_common.apikeys import generate_api_key
 from tests.support.http import http_get
 from tests.support.ports import free_port
 
@@ -42,7 +43,13 @@ class GatewayProcess:
         self.config = tmp_path / "briefxai.yaml"
         self.log = tmp_path / "gateway.log"
         self.grpc_port, self.http_port = free_port(), free_port()
+        key_file = tmp_path / "admin.key"
+        if not key_file.exists():
+            key_file.write_text(generate_api_key() + "\n")
+        #: The gateway's bootstrap admin key (authentication is on, as by default).
+        self.admin_key = key_file.read_text().strip()
         self.base: dict[str, Any] = {
+            "auth": {"bootstrap_admin_key_file": str(key_file)},
             "host": "127.0.0.1",
             "grpc_port": self.grpc_port,
             "http_port": self.http_port,
@@ -60,6 +67,11 @@ class GatewayProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def auth(self) -> list[tuple[str, str]]:
+        """Call metadata that authenticates as the admin key."""
+        return [("authorization", f"Bearer {self.admin_key}")]
 
     def write(self, **gateway: Any) -> None:
         self.config.write_text(json.dumps({"gateway": {**self.base, **gateway}}))  # JSON is YAML
@@ -94,7 +106,7 @@ class GatewayProcess:
     def list_analyses(self) -> list[gateway_pb2.Analysis]:
         with grpc.insecure_channel(self.address) as channel:
             reply = gateway_pb2_grpc.AnalysisServiceStub(channel).ListAnalyses(
-                gateway_pb2.ListAnalysesRequest(), timeout=10
+                gateway_pb2.ListAnalysesRequest(), timeout=10, metadata=self.auth
             )
         return list(reply.analyses)
 

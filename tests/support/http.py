@@ -9,12 +9,13 @@ import urllib.request
 from typing import Any
 
 
-def http_get(port: int, path: str) -> tuple[int, bytes]:
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """``(status, body)`` of ``GET http://127.0.0.1:<port><path>``; an HTTP error status is returned, not
     raised. Blocking: from async tests call it through ``asyncio.to_thread`` when the server runs on the
     test's own loop."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  http://127.0.0.1 only
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()

@@ -238,20 +238,100 @@ def _reconnectable(exc: BaseException) -> bool:
     return isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call) and exc.code() in RETRYABLE
 
 
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, details: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
+
+
+class _MetadataInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``pairs`` to the metadata of every call of every kind made through the channel."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.pairs = list(pairs)
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(details, [*(details.metadata or ()), *self.pairs])
+
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return continuation(self._details(client_call_details), request_iterator)
+
+    def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+def _read_pem(what: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise CliError(f"cannot read the {what} {path}: {exc}") from exc
+
+
 class GatewayClient:
+    """``api_key``: sent as ``authorization: Bearer <key>`` on every call. ``ca_file``: TLS, the gateway's
+    certificate verified with this CA (PEM); ``cert_file``/``key_file``: a client certificate for a gateway
+    that asks for one (mTLS). ``server_name``: the name checked in the gateway's certificate instead of
+    the host of ``address``."""
+
     def __init__(
-        self, address: str, timeout: float = 60.0, reconnect_seconds: float = RECONNECT_SECONDS
+        self,
+        address: str,
+        timeout: float = 60.0,
+        reconnect_seconds: float = RECONNECT_SECONDS,
+        *,
+        api_key: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        server_name: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.reconnect_seconds = reconnect_seconds
-        self.channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if bool(cert_file) != bool(key_file):
+            raise CliError("a client certificate needs both its certificate and its key file")
+        channel: grpc.Channel
+        if ca_file or cert_file:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read_pem("CA certificate", ca_file) if ca_file else None,
+                private_key=_read_pem("client key", key_file) if key_file else None,
+                certificate_chain=_read_pem("client certificate", cert_file) if cert_file else None,
+            )
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(address, options=options)
+        api_key = (api_key or "").strip()
+        if api_key:
+            channel = grpc.intercept_channel(
+                channel, _MetadataInterceptor([("authorization", f"Bearer {api_key}")])
+            )
+        self.channel = channel
         self.stub = gateway_pb2_grpc.AnalysisServiceStub(self.channel)
 
     def __enter__(self) -> GatewayClient:

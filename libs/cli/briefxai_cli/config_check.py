@@ -42,7 +42,7 @@ def unknown_sections(path: Path) -> list[str]:
 
 
 def check_service(service: str, path: Path, python: str = sys.executable) -> SectionCheck:
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603  our interpreter and module, no shell
         [python, "-m", f"briefxai_{service}", "--config", str(path), "--print-config"],
         capture_output=True,
         text=True,

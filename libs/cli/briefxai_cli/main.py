@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import json
 import os
 import signal
@@ -40,6 +41,7 @@ from briefxai_cli.client import (
 from briefxai_cli.config_check import config_group
 from briefxai_cli.inputs import ConversationRecord, InputFileError, InputResult, read_conversations
 from briefxai_cli.supervisor import (
+    ADMIN_KEY_FILE,
     BASE_PORT_ENV,
     WORKERS,
     RestartPolicy,
@@ -61,6 +63,10 @@ EXIT_INTERRUPTED = 130
 MAX_ERRORS_SHOWN = 50
 DEFAULT_SAMPLE = Path("examples/sample_conversations.jsonl")
 DEFAULT_DATA_DIR = Path("briefxai-data")
+DATA_DIR_ENV = "BRIEFXAI_DATA_DIR"
+API_KEY_ENV = "BRIEFXAI_API_KEY"
+CA_CERT_ENV = "BRIEFXAI_CA_CERT"
+TLS_SERVER_NAME_ENV = "BRIEFXAI_TLS_SERVER_NAME"
 DEFAULT_RESULTS_DIR = DEFAULT_DATA_DIR / "results"
 PIPE_WIDTH = 200
 
@@ -113,7 +119,40 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta[f"briefxai.{param.name}"] = value
+    return value
+
+
 def gateway_option(func: Callable[P, R]) -> Callable[P, R]:
+    """``--gateway``, and the credentials :func:`gateway_client` uses: ``--api-key``, ``--ca-cert``."""
+    func = click.option(
+        "--tls-server-name",
+        envvar=TLS_SERVER_NAME_ENV,
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        help=f"Name to check in the gateway's certificate instead of the host of --gateway (env "
+        f"{TLS_SERVER_NAME_ENV}), e.g. through a port-forward.",
+    )(func)
+    func = click.option(
+        "--ca-cert",
+        envvar=CA_CERT_ENV,
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        help=f"CA certificate (PEM) of a gateway that serves TLS (env {CA_CERT_ENV}).",
+    )(func)
+    func = click.option(
+        "--api-key",
+        envvar=API_KEY_ENV,
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        help=f"API key (env {API_KEY_ENV}; default for a gateway on this machine: <data dir>/{ADMIN_KEY_FILE} "
+        f"when it exists, the data dir being ${DATA_DIR_ENV} or ./{DEFAULT_DATA_DIR}).",
+    )(func)
     return click.option(
         "--gateway",
         envvar=GATEWAY_ENV,
@@ -121,6 +160,43 @@ def gateway_option(func: Callable[P, R]) -> Callable[P, R]:
         show_default=True,
         help=f"Gateway address host:port (env {GATEWAY_ENV}).",
     )(func)
+
+
+def local_api_key() -> str | None:
+    """The admin key ``briefxai up`` wrote in its data dir ($BRIEFXAI_DATA_DIR, else ./briefxai-data)."""
+    path = Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / ADMIN_KEY_FILE
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CliError(f"cannot read the API key in {path}: {exc}") from exc
+
+
+def is_local_address(address: str) -> bool:
+    """Whether ``address`` (host:port) names this machine: only such a gateway gets the local admin key."""
+    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
+    host = host.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def gateway_client(address: str) -> GatewayClient:
+    """A client of the gateway at ``address`` with the command's credentials: ``--api-key`` (or
+    $BRIEFXAI_API_KEY, or the local admin key), ``--ca-cert`` (or $BRIEFXAI_CA_CERT) for TLS, with
+    ``--tls-server-name``."""
+    context = click.get_current_context(silent=True)
+    meta = context.meta if context is not None else {}
+    return GatewayClient(
+        address,
+        api_key=meta.get("briefxai.api_key") or (local_api_key() if is_local_address(address) else None),
+        ca_file=meta.get("briefxai.ca_cert"),
+        server_name=meta.get("briefxai.tls_server_name"),
+    )
 
 
 input_format_option = click.option(
@@ -245,9 +321,10 @@ replicas_option = click.option(
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
+    envvar=DATA_DIR_ENV,
     default=DEFAULT_DATA_DIR,
     show_default=True,
-    help="SQLite store and service logs.",
+    help=f"SQLite store, service logs, the local admin key (env {DATA_DIR_ENV}).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the services bind to.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for SERVING.")
@@ -278,6 +355,8 @@ def up(
             con.print(_addresses_table(plan.services))
             if plan.gateway_address != DEFAULT_GATEWAY:
                 con.print(f"use it with: export {GATEWAY_ENV}={plan.gateway_address}")
+            if plan.data_dir != DEFAULT_DATA_DIR.resolve():
+                con.print(f"the CLI finds its API key with: export {DATA_DIR_ENV}={plan.data_dir}")
             con.print(f"store: {plan.store_url}")
             con.print("press Ctrl-C to stop")
             if no_restart:
@@ -344,7 +423,7 @@ def demo(data_dir: Path | None, sample: Path, timeout: float, replicas: dict[str
             err.print(f"starting services (data and logs in {plan.data_dir}) ...")
             suite.start(timeout=timeout, on_ready=_print_ready)
             suite.supervise_in_background(RestartPolicy(ready_timeout=timeout), on_event=_print_event)
-            with GatewayClient(plan.gateway_address) as client:
+            with GatewayClient(plan.gateway_address, api_key=suite.admin_key) as client:
                 analyze_file(
                     client,
                     sample,
@@ -381,7 +460,7 @@ def demo(data_dir: Path | None, sample: Path, timeout: float, replicas: dict[str
 @handle_errors
 def analyze(file: Path, out: Path | None, gateway: str, strict: bool, **params: Any) -> None:
     """Analyse a JSONL, JSON-array or CSV file of conversations."""
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         analyze_file(
             client,
             file,
@@ -535,7 +614,7 @@ def assign(
     """Assign the conversations of FILE to the clusters of finished analysis ID: a new revision of its
     results (the tree stays as it is; earlier revisions stay readable)."""
     result = read_input(file, input_format, strict)
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         try:
             response = client.assign(analysis_id, result.records, request_id=request_id)
         except grpc.RpcError as error:
@@ -557,7 +636,7 @@ def assign(
 @handle_errors
 def status(analysis_id: str, as_json: bool, gateway: str) -> None:
     """Show the state and progress of one analysis."""
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         analysis = client.get(analysis_id)
     if as_json:
         con.print_json(data=to_json(analysis))
@@ -583,7 +662,7 @@ def status(analysis_id: str, as_json: bool, gateway: str) -> None:
 @handle_errors
 def results(analysis_id: str, out: Path | None, revision: int | None, gateway: str) -> None:
     """Fetch all results of a finished analysis into analysis.json and print the cluster tree."""
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         response = client.results(analysis_id, revision=revision)
     path = write_results(out or DEFAULT_RESULTS_DIR / response.analysis.id, response)
     con.print(render.cluster_tree(response))
@@ -620,7 +699,7 @@ def report(analysis_id: str | None, source: Path | None, out: Path | None, gatew
             raise CliError(f"cannot read {source}: {error}") from error
         target = out or source.with_name("report.html")
     else:
-        with GatewayClient(gateway) as client:
+        with gateway_client(gateway) as client:
             response = client.results(str(analysis_id))
         data = to_json(response)
         target = out or DEFAULT_RESULTS_DIR / response.analysis.id / "report.html"
@@ -640,7 +719,7 @@ def report(analysis_id: str | None, source: Path | None, out: Path | None, gatew
 @handle_errors
 def list_analyses(limit: int | None, as_json: bool, gateway: str) -> None:
     """List analyses, newest first."""
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         analyses = list(client.list(limit=limit))
     if as_json:
         for analysis in analyses:
@@ -655,7 +734,7 @@ def list_analyses(limit: int | None, as_json: bool, gateway: str) -> None:
 @handle_errors
 def cancel(analysis_id: str, gateway: str) -> None:
     """Cancel a pending or running analysis."""
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         analysis = client.cancel(analysis_id)
     con.print(f"analysis {analysis.id}: {state_name(analysis.state)}", highlight=False)
 
@@ -666,7 +745,7 @@ def cancel(analysis_id: str, gateway: str) -> None:
 @handle_errors
 def delete(analysis_id: str, gateway: str) -> None:
     """Delete an analysis and everything stored for it."""
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         client.delete(analysis_id)
     con.print(f"deleted analysis {analysis_id}", highlight=False)
 
@@ -695,7 +774,7 @@ def _window_seconds(ctx: click.Context, param: click.Parameter, value: str) -> f
 @handle_errors
 def perf(window: float, as_json: bool, gateway: str) -> None:
     """Show throughput per stage, RPC latencies, memory trend, the bottleneck and recommendations."""
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         report = client.performance_report(window)
     if as_json:
         click.echo(json.dumps(to_json(report), indent=2, ensure_ascii=False))
@@ -733,7 +812,7 @@ def eval_command(
         raise CliError(f"no conversation in {file} has a value at {label_key}")
     options = options_from(params)
     stream = True if params["stream"] else None
-    with GatewayClient(gateway) as client:
+    with gateway_client(gateway) as client:
         first, first_results = run_analysis(client, result.records, options, stream=stream, title="run 1: ")
         runs = [first_results]
         if not skip_determinism:
@@ -789,6 +868,11 @@ def sample(count: int, seed: int, target: str, fmt: str) -> None:
 
 
 cli.add_command(config_group)
+# Imported here, after the options they share: the security commands import them from this module.
+from briefxai_cli.security_commands import audit_group, keys_group, users_group  # noqa: E402
+
+for group in (keys_group, audit_group, users_group):
+    cli.add_command(group)
 
 
 def main() -> None:

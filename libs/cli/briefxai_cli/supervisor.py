@@ -20,6 +20,12 @@ supervising thread lives until the suite is stopped.
 Each child's stdout and stderr go through a pipe to ``<log dir>/<instance>.log``, written by a thread of
 the supervisor through the same size rotation the services use for ``log_file``: rotated at the
 service's ``log_max_mb``, ``log_backups`` older files kept (from the config file; defaults 100 MiB, 5).
+
+On its first start in a data dir the suite writes two secrets there (mode 0600), kept for later starts:
+``admin.key``, an API key the gateway stores as its bootstrap admin key and the CLI uses when given no
+other, and ``service.token``, the service token every service gets (so the workers accept calls from this
+gateway only). Readiness is judged by health checks, which need neither; over TLS when the config file
+gives a service a certificate.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import functools
 import ipaddress
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -41,10 +48,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+if TYPE_CHECKING:
+    from briefxai_common.config import TLSSettings
 
 SERVICES = ("embedding", "facets", "clustering", "gateway")
 WORKERS = ("embedding", "facets", "clustering")
@@ -56,6 +66,8 @@ PORT_ORDER = ("gateway", "embedding", "facets", "clustering")
 HTTP_OFFSET = 10
 BASE_PORT_ENV = "BRIEFXAI_BASE_PORT"
 STORE_FILE = "gateway.db"
+ADMIN_KEY_FILE = "admin.key"
+SERVICE_TOKEN_FILE = "service.token"  # noqa: S105  a file name, not a secret
 CHILD_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -87,7 +99,7 @@ class ServicePlan:
 
     @property
     def address(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104  maps a wildcard to loopback
         return f"[{host}]:{self.grpc_port}" if ":" in host else f"{host}:{self.grpc_port}"
 
     @property
@@ -386,6 +398,10 @@ class Suite:
         self._stopping = threading.Event()
         self._released = threading.Event()  # the supervising thread may end (its children are stopped)
         self._supervisor: threading.Thread | None = None
+        self.admin_key_path = plan.data_dir / ADMIN_KEY_FILE
+        self.service_token_path = plan.data_dir / SERVICE_TOKEN_FILE
+        self.admin_key = ""  # read (or created) at start
+        self.service_token = ""
 
     def __enter__(self) -> Suite:
         return self
@@ -415,6 +431,10 @@ class Suite:
             self._check_ports(self.plan.services)
         self.plan.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        from briefxai_common.apikeys import generate_api_key
+
+        self.admin_key = _secret_file(self.admin_key_path, generate_api_key)
+        self.service_token = _secret_file(self.service_token_path, lambda: secrets.token_urlsafe(32))
         self._stopping.clear()
         self._released.clear()
         started = time.monotonic()
@@ -441,6 +461,7 @@ class Suite:
         if self.plan.config is not None:
             env["BRIEFXAI_CONFIG"] = str(self.plan.config)
         env.update(plan.env)
+        env.update(self._security_env(plan))
         env.update(self.extra_env)
         from briefxai_common.logging import rotating_handler
 
@@ -449,7 +470,7 @@ class Suite:
         _write_line(log, f"--- starting {plan.module} on {plan.address} at {time.ctime()}")
         prefix, preexec = _die_with_parent()
         try:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: S603  our interpreter and module, no shell
                 [*prefix, self.python, "-m", plan.module],
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -461,17 +482,43 @@ class Suite:
         except OSError as exc:
             log.close()
             raise SupervisorError(f"cannot start {plan.module}: {exc}") from exc
-        assert process.stdout is not None
+        assert process.stdout is not None  # noqa: S101  narrows the type: stdout=PIPE
         pump = threading.Thread(
             target=_pump, args=(process.stdout, log), name=f"log-{plan.instance}", daemon=True
         )
         pump.start()
         return _Child(plan, process, log_path, log, pump)
 
+    def service_tls(self, plan: ServicePlan) -> TLSSettings | None:
+        """The TLS settings ``plan``'s process will have (config file, then its environment); None when
+        they are invalid (the process will say why and exit)."""
+        from briefxai_common.config import TLSSettings
+
+        values = dict(_config_section(plan.name, self.plan.config).get("tls") or {})
+        prefix = f"BRIEFXAI_{plan.name.upper()}_TLS__"
+        for key, value in {**os.environ, **plan.env, **self.extra_env}.items():
+            if key.upper().startswith(prefix):
+                values[key[len(prefix) :].lower()] = value
+        try:
+            return TLSSettings.model_validate(values)
+        except ValueError:
+            return None
+
+    def _security_env(self, plan: ServicePlan) -> dict[str, str]:
+        """The service token for every service; the bootstrap admin key's file for the gateway."""
+        prefix = f"BRIEFXAI_{plan.name.upper()}_"
+        env = {f"{prefix}SERVICE_TOKEN": self.service_token}
+        if plan.name == "gateway":
+            env[f"{prefix}AUTH__BOOTSTRAP_ADMIN_KEY_FILE"] = str(self.admin_key_path.resolve())
+        return env
+
     def _wait_ready(
         self, deadline: float, started: float, on_ready: Callable[[ServicePlan, float], None] | None
     ) -> None:
-        pending = {name: _HealthProbe(child.plan.address) for name, child in self.children.items()}
+        pending = {
+            name: _HealthProbe(child.plan.address, self.service_tls(child.plan))
+            for name, child in self.children.items()
+        }
         try:
             while pending:
                 for name in list(pending):
@@ -680,7 +727,7 @@ class _Restarter:
         self.suite.children[instance] = replacement = self.suite._spawn(plan, log=child.log)
         self.suite.restarts[instance] += 1
         state.due = None
-        state.probe = _HealthProbe(plan.address)
+        state.probe = _HealthProbe(plan.address, self.suite.service_tls(plan))
         state.ready_by = now + self.policy.ready_timeout
         self._event(
             replacement,
@@ -708,8 +755,10 @@ def _exit_text(code: int) -> str:
 
 
 class _HealthProbe:
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address: str, tls: TLSSettings | None = None) -> None:
+        from briefxai_common.healthcheck import probe_channel
+
+        self.channel = probe_channel(address, tls)
         self.stub = health_pb2_grpc.HealthStub(self.channel)
 
     def serving(self) -> bool:
@@ -721,6 +770,25 @@ class _HealthProbe:
 
     def close(self) -> None:
         self.channel.close()
+
+
+def _secret_file(path: Path, make: Callable[[], str]) -> str:
+    """The secret in ``path`` (stripped), written there first (mode 0600, created exclusively so that a
+    concurrent start keeps the first one) when the file does not exist."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(make() + "\n")
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise SupervisorError(f"cannot read {path}: {exc}") from exc
+    if not secret:
+        raise SupervisorError(f"{path} is empty; delete it to have a new one made")
+    return secret
 
 
 def _signal(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -9,6 +9,10 @@ The HTTP side port's ``/health``, ``/readyz`` and ``/livez`` judge the service's
 (starting, serving, draining, stopped) by the rules in ``health.py``. Open health ``Watch`` streams
 (the gateway's) get NOT_SERVING and end when draining begins, so they do not hold the grace period.
 
+With ``tls.cert_file``/``key_file`` both ports serve TLS (the gRPC port also requires client certificates
+from ``tls.client_ca_file`` when set: mTLS); a worker (``Service.internal``) with a ``service_token``
+refuses calls without it (``service_auth.py``); ``reflection_enabled: false`` leaves reflection out.
+
 SIGHUP, or a change of the config file's content, reloads the settings (``reload.py``): logs and
 feature flags change at once, the service's
 ``reload`` hook applies what else it can, the rest is logged as needing a restart; an invalid file
@@ -35,7 +39,7 @@ import yaml
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from briefxai_common import metrics, tracing
+from briefxai_common import metrics, tls, tracing
 from briefxai_common.config import CONFIG_ENV, ConfigError, ServiceSettings
 from briefxai_common.features import FeatureFlags
 from briefxai_common.health import (
@@ -52,6 +56,7 @@ from briefxai_common.interceptors import ErrorMappingInterceptor
 from briefxai_common.logging import get_logger, mask_secrets
 from briefxai_common.reflection import enable_reflection
 from briefxai_common.reload import Reloader, ReloadHook, configure_service_logging
+from briefxai_common.service_auth import ServiceTokenInterceptor
 
 log = get_logger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -77,6 +82,12 @@ class Service:
     features: FeatureFlags | None = None
     # Applies reloaded settings it can change safely; see ``reload.py``.
     reload: ReloadHook | None = None
+    # Server interceptors run after tracing and metrics, before error mapping (the gateway's
+    # authentication): they see every call, and the metrics see the status they give.
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    # A worker (embedding, facets, clustering): only the gateway calls it, so it requires
+    # ``settings.service_token`` (when set) of every call but health and reflection.
+    internal: bool = False
 
     def __post_init__(self) -> None:
         if self.features is None:
@@ -84,7 +95,7 @@ class Service:
 
     @property
     def flags(self) -> FeatureFlags:
-        assert self.features is not None
+        assert self.features is not None  # noqa: S101  invariant for mypy, not a check on input
         return self.features
 
 
@@ -206,10 +217,14 @@ async def start_service(service: Service) -> RunningService:
     """Binds the gRPC and HTTP ports, serves NOT_SERVING while ``service.start`` runs, then SERVING."""
     settings = service.settings
     observer = metrics.ServiceObserver(service.name)
+    credentials = tls.server_credentials(settings.tls)
+    ssl_context = tls.http_ssl_context(settings.tls)
     server = grpc.aio.server(
         interceptors=[
             tracing.server_interceptor(),
             metrics.server_interceptor(metrics.default_metrics(), observer),
+            *_access_interceptors(service),
+            *service.interceptors,
             ErrorMappingInterceptor(),
         ],
         options=server_options(settings),
@@ -218,8 +233,12 @@ async def start_service(service: Service) -> RunningService:
     names = list(service.register(server))
     health_servicer = _HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
-    grpc_port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    if settings.reflection_enabled:
+        enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
+    bind = f"{settings.host}:{settings.grpc_port}"
+    grpc_port = (
+        server.add_insecure_port(bind) if credentials is None else server.add_secure_port(bind, credentials)
+    )
     if grpc_port == 0:
         raise OSError(f"cannot bind gRPC port {settings.host}:{settings.grpc_port}")
 
@@ -242,8 +261,23 @@ async def start_service(service: Service) -> RunningService:
     await running.set_serving(False)
     await server.start()
     metrics.observe_service(observer, names, server)  # series at 0, event-loop lag until the server stops
-    await http.start(settings.host, settings.http_port)
-    log.info("starting", service=service.name, grpc_port=grpc_port, http_port=http.port)
+    await http.start(settings.host, settings.http_port, ssl_context=ssl_context)
+    log.info(
+        "starting",
+        service=service.name,
+        grpc_port=grpc_port,
+        http_port=http.port,
+        tls=settings.tls.enabled,
+        mtls=bool(settings.tls.client_ca_file),
+        reflection=settings.reflection_enabled,
+    )
+    if service.internal and not settings.service_token and not settings.tls.client_ca_file:
+        log.warning(
+            "open_to_any_caller",
+            service=service.name,
+            reason="neither service_token nor tls.client_ca_file (mTLS) is set: anyone who reaches "
+            f"port {grpc_port} may call this service, not only the gateway",
+        )
     try:
         if service.start is not None:
             await service.start()
@@ -260,6 +294,12 @@ async def start_service(service: Service) -> RunningService:
         unknown_features=service.flags.unknown,
     )
     return running
+
+
+def _access_interceptors(service: Service) -> list[grpc.aio.ServerInterceptor]:
+    """A worker's service-token check, when it has a token."""
+    token = service.settings.service_token
+    return [ServiceTokenInterceptor(service.name, token)] if service.internal and token else []
 
 
 def _with_features(service: Service) -> HealthSource:

@@ -7,6 +7,9 @@ resolves to, as a Kubernetes headless Service gives), or a list of IP literals, 
 scheme). Calls rotate over the replicas whose connection is up and whose ``grpc.health.v1`` status is
 SERVING (gRPC's client-side health checking): a replica that dies, is still loading its model, or
 drains leaves the rotation until it serves again.
+
+With TLS settings whose calls are secure the channel is TLS (mTLS when the process has a certificate of
+its own); with a service token every call carries it (``service_auth.py``).
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 
 from briefxai_common import metrics, tracing
+from briefxai_common.config import TLSSettings
 from briefxai_common.interceptors import forwarding_interceptors
+from briefxai_common.service_auth import token_interceptors
+from briefxai_common.tls import channel_credentials, channel_options
 
 # healthCheckConfig makes round_robin watch each replica's overall ("") health and skip those not SERVING.
 SERVICE_CONFIG = json.dumps(
@@ -65,8 +72,16 @@ def address_list(addresses: Sequence[str]) -> str:
     return addresses[0] if len(addresses) == 1 else channel_target(",".join(addresses))
 
 
-def create_channel(address: str, max_message_mb: int = 256) -> grpc.aio.Channel:
-    """An insecure aio channel that spreads calls over every SERVING replica ``address`` names."""
+def create_channel(
+    address: str,
+    max_message_mb: int = 256,
+    *,
+    tls: TLSSettings | None = None,
+    service_token: str = "",
+) -> grpc.aio.Channel:
+    """An aio channel that spreads calls over every SERVING replica ``address`` names: TLS when ``tls``
+    says calls are secure (``tls.cert_file`` or ``tls.ca_file`` set; see :mod:`briefxai_common.tls`),
+    with ``service_token`` sent on every call when set."""
     limit = max_message_mb * 1024 * 1024
     options = [
         ("grpc.service_config", SERVICE_CONFIG),
@@ -81,5 +96,24 @@ def create_channel(address: str, max_message_mb: int = 256) -> grpc.aio.Channel:
         *tracing.client_interceptors(),
         *metrics.client_interceptors(metrics.default_metrics()),
         *forwarding_interceptors(),
+        *token_interceptors(service_token),
     ]
-    return grpc.aio.insecure_channel(channel_target(address), options=options, interceptors=interceptors)
+    return open_channel(address, tls, options, interceptors)
+
+
+def open_channel(
+    address: str,
+    tls: TLSSettings | None,
+    options: Sequence[tuple[str, Any]] = (),
+    interceptors: Sequence[Any] = (),
+) -> grpc.aio.Channel:
+    """A bare aio channel to ``address``: over TLS when ``tls.calls_secure`` (with its name override)."""
+    target = channel_target(address)
+    if tls is None or not tls.calls_secure:
+        return grpc.aio.insecure_channel(target, options=list(options), interceptors=list(interceptors))
+    return grpc.aio.secure_channel(
+        target,
+        channel_credentials(tls),
+        options=[*options, *channel_options(tls)],
+        interceptors=list(interceptors),
+    )

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from briefxai_common.features import FLAG_NAME
@@ -184,13 +184,60 @@ class BreakerSettings(BaseModel):
         )
 
 
+class TLSSettings(BaseModel):
+    """TLS of the process' listeners and of the channels it opens to other services (``tls.py``).
+
+    ``cert_file`` and ``key_file`` empty: plaintext. Set, they are the certificate (PEM, chain) the gRPC
+    and HTTP ports serve, and the client certificate this process presents when it calls others. Calls to
+    other services use TLS when ``cert_file`` or ``ca_file`` is set. Changes need a restart."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cert_file: str = Field("", description="PEM certificate (chain) served; empty with key_file = plaintext.")
+    key_file: str = Field("", description="PEM private key of cert_file.")
+    client_ca_file: str = Field(
+        "",
+        description="mTLS: the gRPC port requires client certificates signed by this CA (PEM); the HTTP "
+        "port never asks for one (probes and scrapers).",
+    )
+    ca_file: str = Field(
+        "", description="CA (PEM) that verifies the servers this process calls; empty = the system's roots."
+    )
+    server_name: str = Field(
+        "",
+        description="Name checked in the certificates of servers this process calls, instead of their host.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together: set both (TLS) or neither (plaintext)")
+        if self.client_ca_file and not self.cert_file:
+            raise ValueError("client_ca_file (mTLS) needs cert_file and key_file (TLS)")
+        for key in ("cert_file", "key_file", "client_ca_file", "ca_file"):
+            path = getattr(self, key)
+            if path and not os.access(path, os.R_OK):
+                raise ValueError(f"{key} {path!r} is not a readable file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the listeners serve TLS."""
+        return bool(self.cert_file)
+
+    @property
+    def calls_secure(self) -> bool:
+        """Whether the channels this process opens to other services use TLS."""
+        return bool(self.cert_file or self.ca_file)
+
+
 class ServiceSettings(BaseSettings):
     """Settings every service has. Subclasses set ``section`` and their own ``env_prefix``."""
 
     section: ClassVar[str] = ""
     model_config = SettingsConfigDict(env_nested_delimiter="__", extra="forbid")
 
-    host: str = Field("0.0.0.0", description="Address the gRPC and HTTP servers bind to.")
+    host: str = Field("0.0.0.0", description="Address the gRPC and HTTP servers bind to.")  # noqa: S104  container default; `briefxai up` binds 127.0.0.1
     grpc_port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     http_port: int = Field(0, ge=0, le=65535, description="HTTP port for /metrics and /health; 0 picks one.")
     grace_period_seconds: float = Field(10.0, ge=0, description="In-flight calls get this long on shutdown.")
@@ -218,6 +265,16 @@ class ServiceSettings(BaseSettings):
         default_factory=dict,
         description="Feature flags, name -> on/off (the top-level `features:` block); reloaded on SIGHUP.",
     )
+    tls: TLSSettings = Field(
+        default_factory=lambda: TLSSettings.model_validate({}),
+        description="TLS of the gRPC and HTTP ports and of calls to other services (restart to change).",
+    )
+    service_token: str = Field(
+        "",
+        description="Shared secret between the gateway and the workers: a worker with one refuses calls "
+        "(health and reflection aside) without it in x-briefxai-service-token; the gateway sends it.",
+    )
+    reflection_enabled: bool = Field(True, description="Serve gRPC server reflection (v1 and v1alpha).")
 
     @field_validator("features")
     @classmethod
@@ -259,6 +316,35 @@ class ServiceSettings(BaseSettings):
             return cls(**data)
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(cls.section, exc)) from exc
+
+
+class _SectionTLS(BaseSettings):
+    """Only the ``tls`` key of a section, read the way the service reads it (see :func:`section_tls`)."""
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
+
+    tls: TLSSettings = Field(default_factory=lambda: TLSSettings.model_validate({}))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def section_tls(section: str, config_path: str | Path | None = None) -> TLSSettings:
+    """``section``'s TLS settings (its ``tls:`` key in the config file, ``BRIEFXAI_<SECTION>_TLS__*`` over
+    it) without importing the service: for the health check and the supervisor's probes."""
+    values = {key: value for key, value in read_section(section, config_path).items() if key == "tls"}
+    try:
+        return _SectionTLS(_env_prefix=f"BRIEFXAI_{section.upper()}_", **values).tls  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(section, exc)) from exc
 
 
 class _Block(BaseModel):

@@ -96,3 +96,15 @@ class Unavailable(RetryableError):
 
 class DeadlineExceeded(ServiceError):
     code_name = "DEADLINE_EXCEEDED"
+
+
+class Unauthenticated(ServiceError):
+    """No credential, or one that is unknown, expired, revoked or locked out."""
+
+    code_name = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ServiceError):
+    """The caller is known but its role does not allow the call."""
+
+    code_name = "PERMISSION_DENIED"

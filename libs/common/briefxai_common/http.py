@@ -1,6 +1,7 @@
 """The HTTP side port of every service: ``/health`` (JSON, the reference's shape: see ``health.py``),
 ``/livez`` and ``/readyz`` for probes, ``/metrics`` (Prometheus text) and, when profiling is enabled,
-``/debug/profile``.
+``/debug/profile``; over HTTPS when the service has a certificate (``tls.py``), never asking for a client
+certificate (probes and scrapers have none).
 
 - ``/livez``: 200 while the process' event loop answers (it is this handler that answers).
 - ``/readyz``: 200 when the service can serve (started, not draining, model loaded, store reachable),
@@ -20,6 +21,7 @@ import asyncio
 import cProfile
 import io
 import pstats
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
@@ -51,7 +53,8 @@ class HttpSidePort:
         self._runner: web.AppRunner | None = None
         self.port = 0
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Serves on ``host:port`` (0: a free port), over HTTPS with ``ssl_context``; returns the port."""
         app = web.Application()
         if self._metrics_enabled:
             app.router.add_get("/metrics", self._metrics)
@@ -63,7 +66,7 @@ class HttpSidePort:
         app.router.add_routes(self._routes)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

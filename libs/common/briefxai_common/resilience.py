@@ -602,7 +602,7 @@ class CircuitBreaker:
 
     async def _probing(self) -> None:
         """Probes every ``probe_interval`` seconds until the breaker is closed."""
-        assert self.probe is not None
+        assert self.probe is not None  # noqa: S101  invariant for mypy, not a check on input
         while self.state is not CircuitState.CLOSED:
             await asyncio.sleep(self.probe_interval)
             if self.state is CircuitState.CLOSED:

@@ -111,7 +111,7 @@ def generate(n: int, seed: int = 0) -> list[Conversation]:
 def iter_conversations(n: int, seed: int = 0) -> Iterator[Conversation]:
     if n < 0:
         raise ValueError("n must be >= 0")
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  seeded, reproducible sample data; not for secrets
     categories = rng.choices(CATEGORIES, weights=[c.weight for c in CATEGORIES], k=n)
     users = _user_ids(rng, n)
     make = _Maker(rng).conversation

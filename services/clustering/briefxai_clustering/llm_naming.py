@@ -23,8 +23,10 @@ Names are made unique within a level by adding the cluster id. ``response_format
 per process (:class:`~briefxai_common.llm.ResponseFormatNegotiator`).
 
 Privacy: the pipeline gives a namer the texts of *reported* conversations only (those of clusters that
-pass the privacy thresholds, merged small clusters included); a withheld conversation's text is never
-in a prompt. Determinism: prompts depend only on the input and the seed (members in centrality order,
+pass the privacy thresholds, merged small clusters included), secrets replaced and the words of fewer
+than ``min_distinct_users`` users masked; a withheld conversation's text is never in a prompt. With
+``privacy.redact_external`` (the default) the texts of the prompts are also PII-redacted
+(:func:`briefxai_common.pii.redact`). Determinism: prompts depend only on the input and the seed (members in centrality order,
 ties by index), requests ask for ``temperature`` (0) and ``seed``, and answers are placed by cluster id
 whatever order they arrive in.
 
@@ -284,11 +286,13 @@ class LLMNamer:
         *,
         retry_policy: RetryPolicy | None = None,
         breaker: BreakerSettings | None = None,
+        redact_external: bool = True,
     ) -> None:
         """``retry_policy`` None: the default ``llm_provider`` policy with the settings' overrides;
-        ``breaker`` None: the default breaker settings."""
+        ``breaker`` None: the default breaker settings; ``redact_external``: PII-redact prompt texts."""
         self.settings = settings
         self.offline = offline
+        self.redact_external = redact_external
         self.provider = f"{PROVIDER}:{settings.model}"
         self.formats = ResponseFormatNegotiator(self.provider, settings.response_format)
         self.totals = NamingStats()
@@ -344,6 +348,8 @@ class LLMNamer:
             return offline
         began = time.perf_counter()
         job = NamingStats(jobs=1, clusters=sum(len(groups) for groups in levels))
+        if self.redact_external:
+            texts = [redact(text) for text in texts]
         labels = dict(offline)
         by_llm: set[str] = set()
         for level, groups in enumerate(levels):

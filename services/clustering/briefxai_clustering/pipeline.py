@@ -6,6 +6,8 @@
 2. Normalise to unit length (cosine geometry).
 3. choose_k.py -> base_clusters.py (k-means) -> privacy.py (merge or withhold small clusters)
    -> hierarchy.py (Ward over base centroids) -> naming.py (reported texts only) -> projection.py.
+   The namer gets the reported texts with secrets replaced by ``[SECRET]`` and the words of fewer than
+   ``min_distinct_users`` users masked (:func:`~briefxai_clustering.privacy.mask_rare_words`).
 
 Cluster ids are ``L<level>-<index>``; within a level, index 0 is the largest cluster.
 The input is expected to have passed validation.py (finite, non-zero rows, unique ids, lengths agree).
@@ -45,11 +47,13 @@ from briefxai_clustering.privacy import (
     apply_privacy,
     check_thresholds,
     distinct_users,
+    mask_rare_words,
     user_codes,
 )
 from briefxai_clustering.projection import MapConfig, project
 from briefxai_clustering.seeding import stage_seed
 from briefxai_clustering.settings import ClusteringSettings
+from briefxai_common.pii import redact_secrets
 
 STAGES = ("prepare", "base", "privacy", "hierarchy", "naming", "map")
 NAMING_TEXT_CHARS = 2_000  # naming reads at most this much of each text (texts are meant to be short)
@@ -237,7 +241,15 @@ class ClusteringPipeline:
                 rep_vectors, rep_codes, base_labels, k0, params, rule
             )
         with stage("naming"):
-            self._name(nodes, level_labels, level_centroids, rep_vectors, rep_texts)
+            self._name(
+                nodes,
+                level_labels,
+                level_centroids,
+                rep_vectors,
+                rep_texts,
+                rep_codes,
+                params.min_distinct_users,
+            )
         inverse = np.empty(n, dtype=np.int64)  # sorted position of each input index
         inverse[order] = np.arange(n)
         points: list[MapPoint] = []
@@ -339,9 +351,12 @@ class ClusteringPipeline:
         level_centroids: Sequence[FloatArray],
         vectors: FloatArray,
         texts: Sequence[str],
+        codes: IntArray,
+        min_users: int,
     ) -> None:
         """Names every node from the texts and vectors of (at most ``naming_texts_per_cluster``) most
-        central members of each base cluster; ``texts`` and ``vectors`` are the reported conversations'."""
+        central members of each base cluster; ``texts``, ``vectors`` and user ``codes`` are the reported
+        conversations'. Secrets and the words of fewer than ``min_users`` users never reach the namer."""
         if not nodes:
             return
         node_by_id = {node.id: node for node in nodes}
@@ -370,8 +385,9 @@ class ClusteringPipeline:
                     for c in range(len(members))
                 ]
             )
+        sample_texts = [redact_secrets(texts[int(i)][:NAMING_TEXT_CHARS]) for i in sample]
         labels_by_id = self.namer.name(
-            [texts[int(i)][:NAMING_TEXT_CHARS] for i in sample], sample_vectors, levels
+            mask_rare_words(sample_texts, codes[sample], min_users), sample_vectors, levels
         )
         for node in nodes:
             label = labels_by_id[node.id]

@@ -14,10 +14,18 @@ Rule, applied to the base (k-means) clusters before anything is named or mapped:
 - Higher levels group whole base clusters, so each parent has at least the size and the distinct users
   of any of its children: they pass whenever their children pass. ``check_thresholds`` verifies that for
   every reported node anyway (the pipeline calls it on every level).
+
+Words are held to the same rule as clusters (:func:`mask_rare_words`): before the namer sees the texts of
+reported conversations, every word (a whitespace-separated token, compared without surrounding
+punctuation and case) written by fewer than ``min_distinct_users`` distinct users of those texts is
+replaced by "…". A passing cluster can hold a merged small group, or one person's many conversations;
+this keeps what only they wrote (a name, an order number, a pasted identifier) out of every keyword, name,
+quoted example and LLM prompt.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +35,9 @@ from briefxai_clustering.base_clusters import compact_labels
 from briefxai_clustering.model import FloatArray, IntArray
 
 WITHHELD = -1
+MASK = "…"
+_TOKEN = re.compile(r"\S+")
+_EDGE_PUNCTUATION = ".,;:!?()[]{}<>\"'`«»“”‘’…*_-"
 
 
 @dataclass(frozen=True)
@@ -129,3 +140,36 @@ def check_thresholds(sizes: IntArray, users: IntArray, rule: PrivacyRule, *, lev
             f"level {level} cluster {i} has size {int(sizes[i])} and {int(users[i])} distinct users; "
             f"thresholds are {rule.min_cluster_size} and {rule.min_distinct_users}"
         )
+
+
+def _word_key(token: str) -> str:
+    return token.strip(_EDGE_PUNCTUATION).casefold()
+
+
+def mask_rare_words(texts: Sequence[str], codes: IntArray, min_users: int) -> list[str]:
+    """``texts`` with each word written by fewer than ``min_users`` distinct users (``codes[i]`` is the
+    user of ``texts[i]``) replaced by ``MASK``; leading and trailing punctuation is kept."""
+    if min_users <= 1:
+        return list(texts)
+    writers: dict[str, set[int]] = {}
+    for text, code in zip(texts, codes.tolist(), strict=True):
+        for token in _TOKEN.findall(text):
+            key = _word_key(token)
+            if key:
+                users = writers.setdefault(key, set())
+                if len(users) < min_users:
+                    users.add(code)
+    rare = {key for key, users in writers.items() if len(users) < min_users}
+    if not rare:
+        return list(texts)
+
+    def mask(match: re.Match[str]) -> str:
+        token = match.group(0)
+        key = _word_key(token)
+        if key not in rare:
+            return token
+        core = token.strip(_EDGE_PUNCTUATION)
+        start = token.find(core)
+        return token[:start] + MASK + token[start + len(core) :]
+
+    return [_TOKEN.sub(mask, text) for text in texts]

@@ -35,6 +35,7 @@ def build_service(settings: ClusteringSettings, namer: Namer | None = None) -> S
             offline_namer(config),
             retry_policy=settings.llm.retry_policy(settings.retry_policies.llm_provider),
             breaker=settings.circuit_breakers.llm_provider,
+            redact_external=settings.privacy.redact_external,
         )
         if namer is None and settings.namer == "llm"
         else None
@@ -91,4 +92,5 @@ def build_service(settings: ClusteringSettings, namer: Namer | None = None) -> S
         start=start,
         stop=stop,
         health_info=health_info,
+        internal=True,
     )

@@ -164,10 +164,10 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServiceServicer):
             del message
         if failure is not None:
             raise failure
-        assert assembler is not None
+        assert assembler is not None  # noqa: S101  invariant for mypy, not a check on input
         vectors = assembler.finish()
         release_free_memory()  # the received messages' buffers, freed chunk by chunk
-        assert params is not None  # finish() checked that a header came
+        assert params is not None  # noqa: S101  finish() checked that a header came
         data = ClusteringInput(
             vectors=vectors, ids=assembler.ids, user_ids=assembler.user_ids, texts=assembler.texts
         )

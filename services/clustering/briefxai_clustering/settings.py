@@ -59,6 +59,19 @@ class NamerBreakers(BaseModel):
     llm_provider: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
 
 
+class ClusteringPrivacySettings(BaseModel):
+    """``privacy``: what leaves the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redact_external: bool = Field(
+        default=True,
+        description="Replace PII and secrets in the naming texts by placeholders ([EMAIL], [SECRET]...) "
+        "before they are sent to the LLM namer (namer: llm). Secrets and the words of fewer than "
+        "min_distinct_users users are kept out of every namer's input whatever this says.",
+    )
+
+
 class ClusteringSettings(ServiceSettings):
     section: ClassVar[str] = "clustering"
     model_config = SettingsConfigDict(
@@ -168,6 +181,7 @@ class ClusteringSettings(ServiceSettings):
     llm: NamerLLMSettings = Field(default_factory=lambda: NamerLLMSettings())
     retry_policies: NamerRetryPolicies = Field(default_factory=lambda: NamerRetryPolicies.model_validate({}))
     circuit_breakers: NamerBreakers = Field(default_factory=lambda: NamerBreakers.model_validate({}))
+    privacy: ClusteringPrivacySettings = Field(default_factory=lambda: ClusteringPrivacySettings())
 
     # -- 2-D map ----------------------------------------------------------------------------------------
     umap_min_points: int = Field(

@@ -322,7 +322,7 @@ class StreamAssembler:
 
         Call after ``check_chunk``; blocking (runs in a worker thread for large chunks).
         """
-        assert self.vectors is not None, "check_chunk first"
+        assert self.vectors is not None, "check_chunk first"  # noqa: S101  invariant for mypy, not a check on input
         start = len(self.ids)
         count = len(ids)
         rows = self.vectors[start : start + count]

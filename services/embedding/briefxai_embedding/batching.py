@@ -146,7 +146,7 @@ class MicroBatcher:
         return await request.future
 
     async def _dispatch(self) -> None:
-        assert self._arrived is not None and self._slots is not None
+        assert self._arrived is not None and self._slots is not None  # noqa: S101  invariant for mypy
         while True:
             while not self._queue:
                 self._arrived.clear()
@@ -170,7 +170,7 @@ class MicroBatcher:
 
     async def _gather(self) -> None:
         """Moves queued requests into ``self._batch`` (FIFO) until it is full or the wait budget is spent."""
-        assert self._arrived is not None
+        assert self._arrived is not None  # noqa: S101  invariant for mypy, not a check on input
         loop = asyncio.get_running_loop()
         limit = self.policy.max_batch_texts
         planned: set[bytes] = set()  # unique texts the backend will be asked for
@@ -283,7 +283,7 @@ def _assemble(slots: Sequence[Slot], computed: EmbedResult | None, model: str) -
         dim = computed.vectors.shape[1]
     else:
         first = slots[0]
-        assert isinstance(first, CachedEmbedding)
+        assert isinstance(first, CachedEmbedding)  # noqa: S101  invariant for mypy, not a check on input
         dim = len(first.vector) // 4
     vectors = np.empty((len(slots), dim), dtype=np.float32)
     token_counts: list[int] = []
@@ -296,12 +296,12 @@ def _assemble(slots: Sequence[Slot], computed: EmbedResult | None, model: str) -
             token_counts.append(slot.token_count)
             truncated.append(slot.truncated)
         else:
-            assert computed is not None
+            assert computed is not None  # noqa: S101  invariant for mypy, not a check on input
             rows.append(row)
             indices.append(slot)
             token_counts.append(int(computed.token_counts[slot]))
             truncated.append(bool(computed.truncated[slot]))
     if rows:
-        assert computed is not None
+        assert computed is not None  # noqa: S101  invariant for mypy, not a check on input
         vectors[rows] = computed.vectors[indices]
     return EmbedResult(vectors=vectors, token_counts=token_counts, truncated=truncated, model=model)

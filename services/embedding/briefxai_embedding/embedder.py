@@ -101,6 +101,15 @@ class Embedder:
         if self.owns_backend:
             await self.backend.close()
 
+    def clear_cache(self) -> int:
+        """Drops every cached vector (a user's data was erased upstream); returns how many there were."""
+        cache = self.batcher.cache
+        cleared = len(cache)
+        cache.clear()
+        metrics.CACHE_ENTRIES.labels(self.backend.backend).set(0)
+        metrics.CACHE_BYTES.labels(self.backend.backend).set(0)
+        return cleared
+
     def info(self) -> ModelInfo:
         return ModelInfo(
             model=self.backend.model,

@@ -502,7 +502,7 @@ def export_model(
     with _lock(directory):
         if not force and is_current(directory, spec):
             manifest = read_manifest(directory)
-            assert manifest is not None
+            assert manifest is not None  # noqa: S101  is_current() read it
             return ExportResult(directory, manifest, exported=False, seconds=0.0)
         started = time.perf_counter()
         workdir = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -516,7 +516,7 @@ def export_model(
                 },
             }
             (workdir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            os.chmod(workdir, 0o755)  # mkdtemp makes it 0700
+            os.chmod(workdir, 0o755)  # noqa: S103  a public model export; mkdtemp makes it 0700
             _replace_dir(workdir, directory)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -70,4 +70,5 @@ def build_service(settings: EmbeddingSettings, backend: EmbeddingBackend | None 
         start=embedder.start,
         stop=embedder.stop,
         health_info=health_info,
+        internal=True,
     )

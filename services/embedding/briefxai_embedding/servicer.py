@@ -74,3 +74,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             max_texts_per_request=info.max_texts_per_request,
             max_chars_per_text=info.max_chars_per_text,
         )
+
+    async def ClearCache(
+        self, request: embedding_pb2.ClearCacheRequest, context: Context
+    ) -> embedding_pb2.ClearCacheResponse:
+        return embedding_pb2.ClearCacheResponse(cleared_entries=self.embedder.clear_cache())

@@ -58,6 +58,19 @@ class EmbeddingBreakers(BaseModel):
     embedding_remote: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
 
 
+class EmbeddingPrivacySettings(BaseModel):
+    """``privacy``: what leaves the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redact_external: bool = Field(
+        default=True,
+        description="With backend openai: replace PII and secrets in each text by placeholders ([EMAIL], "
+        "[SECRET]...) before it is sent to the remote endpoint (the embedded text changes accordingly; "
+        "local models embed the text as given).",
+    )
+
+
 class EmbeddingSettings(ServiceSettings):
     section: ClassVar[str] = "embedding"
     model_config = SettingsConfigDict(
@@ -179,6 +192,7 @@ class EmbeddingSettings(ServiceSettings):
         default_factory=lambda: EmbeddingRetryPolicies.model_validate({})
     )
     circuit_breakers: EmbeddingBreakers = Field(default_factory=lambda: EmbeddingBreakers.model_validate({}))
+    privacy: EmbeddingPrivacySettings = Field(default_factory=lambda: EmbeddingPrivacySettings())
 
     @model_validator(mode="after")
     def _fallback_needs_a_remote_backend(self) -> Self:

@@ -1,8 +1,9 @@
 """The offline ``heuristic`` provider: fast, deterministic, no network. How each value is computed:
 
 - ``request``: :mod:`briefxai_facets.summary` — the first meaningful sentence the user wrote (greetings
-  and fillers skipped, code fences dropped), PII replaced by ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IP]``,
-  ``[URL]``, ``[SSN]``, ``[IBAN]``, ``[NAME]`` (:mod:`briefxai_common.pii`), cut to 200 characters.
+  and fillers skipped, code fences dropped), keys, tokens and passwords replaced by ``[SECRET]`` and PII
+  by ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IP]``, ``[URL]``, ``[SSN]``, ``[IBAN]``, ``[NAME]``
+  (:mod:`briefxai_common.pii`), cut to 200 characters.
   Failed when the user wrote nothing.
 - ``task``: keyword lexicons over the user's text (:mod:`briefxai_facets.lexicons`); ``other`` if none match.
 - ``language``: lingua over the first 300 characters of the user's text, restricted to the configured

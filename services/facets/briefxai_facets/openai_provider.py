@@ -25,7 +25,10 @@ closed): an open breaker fails the facets at once, so the chain hands them to th
 still missing after the last try is a failed value, which the chain hands to the next provider — an
 invalid value is never returned.
 Counts (``turns``, ``user_turns``, ``tokens``) are not asked of the LLM. Request summaries and reasons
-from the LLM also go through PII redaction (:func:`briefxai_common.pii.redact`).
+from the LLM also go through PII and secret redaction (:func:`briefxai_common.pii.redact`), the answers
+of custom text facets through secret redaction. With
+``privacy.redact_external`` (the default) the conversation is redacted the same way before it is sent:
+the endpoint sees ``[EMAIL]``, ``[SECRET]``... instead of the details.
 
 At most ``concurrency`` requests are in flight at once (per provider); a batch runs concurrently. HTTP
 goes through the shared :class:`~briefxai_common.llm.ChatClient` (``aiohttp``, one keep-alive session
@@ -57,7 +60,7 @@ from briefxai_common.llm import (
 from briefxai_common.llm import reply_content as reply_content
 from briefxai_common.llm_metrics import LLMMeter
 from briefxai_common.logging import get_logger
-from briefxai_common.pii import redact
+from briefxai_common.pii import redact, redact_secrets
 from briefxai_common.resilience import CircuitState, RetryPolicy
 
 from . import metrics
@@ -100,9 +103,16 @@ class MalformedReply(Exception):
         super().__init__("; ".join(f"{name}: {error}" for name, error in errors.items()))
 
 
-def render_conversation(conversation: Conversation, max_chars: int) -> str:
-    """The transcript as ``ROLE: text`` blocks, cut to ``max_chars`` characters with a marker."""
-    blocks = [f"{m.role.upper()}: {m.content}" for m in conversation.messages]
+def render_conversation(conversation: Conversation, max_chars: int, redact_region: str | None = None) -> str:
+    """The transcript as ``ROLE: text`` blocks, cut to ``max_chars`` characters with a marker; with
+    ``redact_region``, each message's PII and secrets replaced by placeholders first."""
+    if redact_region is None:
+        blocks = [f"{m.role.upper()}: {m.content}" for m in conversation.messages]
+    else:
+        # Only what could be sent is redacted: the cost stays bounded by max_chars per message.
+        blocks = [
+            f"{m.role.upper()}: {redact(m.content[:max_chars], redact_region)}" for m in conversation.messages
+        ]
     text = "\n\n".join(blocks)
     if len(text) <= max_chars:
         return text
@@ -166,12 +176,14 @@ def build_messages(
     facets: Sequence[FacetDefinition],
     max_chars: int,
     response_format: ResponseFormat = "json_schema",
+    redact_region: str | None = None,
 ) -> list[Any]:
     """The system and user messages; unless the server enforces the schema (``json_schema``), the
-    schema is written into the prompt."""
+    schema is written into the prompt. ``redact_region``: see :func:`render_conversation`."""
     questions = "\n".join(_describe(f) for f in facets)
+    transcript = render_conversation(conversation, max_chars, redact_region)
     user = (
-        f"<conversation>\n{render_conversation(conversation, max_chars)}\n</conversation>\n\n"
+        f"<conversation>\n{transcript}\n</conversation>\n\n"
         f"Answer these facets about the conversation above:\n{questions}\n\n"
         f"Reply with a JSON object whose keys are exactly: {', '.join(f.name for f in facets)}."
     )
@@ -227,7 +239,7 @@ def validate_value(
     if facet.builtin and facet.name == "request":
         text = trim(redact(text, phone_region), summary_max_chars)
     else:
-        text = trim(text, MAX_TEXT_ANSWER_CHARS)
+        text = trim(redact_secrets(text), MAX_TEXT_ANSWER_CHARS)
     return FacetValue(facet.name, provider, text=text, reason=reason)
 
 
@@ -247,9 +259,12 @@ class OpenAIProvider:
         provider: str = "openai",
         retry_policy: RetryPolicy | None = None,
         breaker: BreakerSettings | None = None,
+        redact_external: bool = True,
     ) -> None:
         """``retry_policy`` None: the default ``llm_provider`` policy with the settings' overrides;
-        ``breaker`` None: the default breaker settings."""
+        ``breaker`` None: the default breaker settings; ``redact_external``: redact conversations
+        before sending them (``privacy.redact_external``)."""
+        self.redact_external = redact_external
         self.settings = settings
         self.key = provider
         self.endpoint = GuardedEndpoint(
@@ -317,7 +332,13 @@ class OpenAIProvider:
         fmt = response_format or self.formats.current
         body: dict[str, Any] = {
             "model": self.settings.model,
-            "messages": build_messages(conversation, facets, self.settings.max_chars, fmt),
+            "messages": build_messages(
+                conversation,
+                facets,
+                self.settings.max_chars,
+                fmt,
+                self.phone_region if self.redact_external else None,
+            ),
             "temperature": self.settings.temperature,
             "max_tokens": self.settings.max_output_tokens,
         }

@@ -194,6 +194,7 @@ def build_chain(settings: FacetsSettings) -> FailoverChain:
                     provider=name,
                     retry_policy=llm.retry_policy(settings.retry_policies.llm_provider),
                     breaker=settings.circuit_breakers.llm_provider,
+                    redact_external=settings.privacy.redact_external,
                 )
             )
     return FailoverChain(providers, FacetCatalog(settings.custom_definitions()))

@@ -109,4 +109,5 @@ def build_service(settings: FacetsSettings) -> Service:
         stop=stop,
         health_info=health_info,
         reload=reload,
+        internal=True,
     )

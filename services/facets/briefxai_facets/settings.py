@@ -124,6 +124,18 @@ class FacetsBreakers(BaseModel):
     llm_provider: BreakerSettings = Field(default_factory=lambda: BreakerSettings.model_validate({}))
 
 
+class FacetsPrivacySettings(BaseModel):
+    """``privacy``: what leaves the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redact_external: bool = Field(
+        default=True,
+        description="Replace PII and secrets in conversation text by placeholders ([EMAIL], [SECRET]...) "
+        "before it is sent to an external LLM provider.",
+    )
+
+
 class FacetsSettings(ServiceSettings):
     section: ClassVar[str] = "facets"
     model_config = SettingsConfigDict(
@@ -151,6 +163,7 @@ class FacetsSettings(ServiceSettings):
     )
     max_messages_per_conversation: int = Field(default=1000, ge=1)
     max_chars_per_message: int = Field(default=100_000, ge=1)
+    privacy: FacetsPrivacySettings = Field(default_factory=lambda: FacetsPrivacySettings())
 
     @model_validator(mode="after")
     def _check_providers(self) -> Self:

@@ -1,10 +1,11 @@
-"""Extractive request summary: the first meaningful sentence the user wrote, PII redacted.
+"""Extractive request summary: the first meaningful sentence the user wrote, secrets and PII redacted.
 
 Code fences are dropped, then each user message is split into sentences (on ``. ! ? 。 ！ ？`` followed by
 space, and on line breaks). Leading greetings and fillers ("Hi there,", "Hello team -", "Hola,") are
 stripped. The first sentence left with at least three words (or six CJK characters) that is not a bare
 filler ("Can you help me?", "I have a question.") is the summary; failing that, the longest stripped
-sentence, or else the longest user message as written ("thanks!"). Then PII is replaced by placeholders (:mod:`briefxai_common.pii`), whitespace is collapsed,
+sentence, or else the longest user message as written ("thanks!"). Then secrets and PII are replaced by
+placeholders (:mod:`briefxai_common.pii`: ``[SECRET]``, ``[EMAIL]``...), whitespace is collapsed,
 and the text is cut at a word boundary to at most ``max_chars`` (default 200) characters, ending in "…"
 when cut.
 """

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# Conversations of erased users deleted from a finished analysis (``store/users.py``): its results are stale.
+ERASED_USER_CONVERSATIONS = "erased_user_conversations"
+
 
 def render_warnings(counts: Mapping[str, int]) -> list[str]:
     """Human-readable warnings from the {key: count} tallies kept in checkpoints."""
@@ -27,6 +30,12 @@ def render_warnings(counts: Mapping[str, int]) -> list[str]:
             lines.append(
                 f"ran degraded: waited {n} s for the {key.split(':', 1)[1]} service, which was unavailable; "
                 "the analysis went on once it was back"
+            )
+        elif key == ERASED_USER_CONVERSATIONS:
+            lines.append(
+                f"{n} conversation(s) of erased user(s) were deleted after this analysis ran; its clusters, "
+                "names, counts and distributions were computed with them and are stale: re-run the "
+                "analysis to recompute them"
             )
         elif key == "withheld":
             lines.append(

@@ -50,6 +50,7 @@ from .concurrency import in_thread
 from .downstream import DownstreamError, Downstreams
 from .embed_text import TextBudget
 from .models import Analysis, AnalysisState, Conversation, FacetDefinition, PackedBatch
+from .redaction import redacted
 from .revisions import (
     FALLBACK_MIN_CLUSTER_SIZE,
     FALLBACK_MIN_DISTINCT_USERS,
@@ -148,6 +149,7 @@ class Assigner:
             )
         await self._check(analysis, conversations, violations)
         violations.raise_if_any()
+        conversations = await redacted(conversations, self.settings.privacy)
         attributes: dict[str, AttributeValue] = {
             tracing.ANALYSIS_ID: analysis.id,
             "briefxai.assign.conversations": len(conversations),

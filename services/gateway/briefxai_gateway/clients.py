@@ -126,7 +126,9 @@ class Downstream:
         self.address = address
         # Calls beyond this wait here rather than queue at the server, where their deadline would run.
         self._slots = asyncio.Semaphore(max_concurrent_calls)
-        self.channel = create_channel(address, settings.max_message_mb)
+        self.channel = create_channel(
+            address, settings.max_message_mb, tls=settings.tls, service_token=settings.service_token
+        )
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._probe_deadline = settings.metadata_deadline_seconds
         breaker: Any = getattr(settings.circuit_breakers, service)
@@ -306,6 +308,14 @@ class GrpcEmbeddingClient:
             )
 
         return await self._info.get(fetch)
+
+    async def clear_cache(self) -> int:
+        """Has the embedding service drop its cache of vectors (a user's data was erased); returns how
+        many entries it held. With several replicas only the one that answers is cleared."""
+        response = await self.downstream.call(
+            self._stub.ClearCache, embedding_pb2.ClearCacheRequest(), self._metadata_deadline
+        )
+        return int(response.cleared_entries)
 
     async def embed(self, texts: Sequence[str], max_tokens: int = 0, model: str = "") -> EmbeddedBatch:
         """Vectors of ``texts``, each cut at ``max_tokens`` model tokens (0 = the model's maximum).

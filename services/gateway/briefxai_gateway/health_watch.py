@@ -2,7 +2,8 @@
 
 One background task per downstream keeps a ``Watch`` open on the downstream's own service name
 (``briefxai.facets.v1.FacetsService``...) over a plain channel of its own (no metrics or tracing
-interceptors: a stream open for hours is neither an operation nor a span). Each message updates the
+interceptors: a stream open for hours is neither an operation nor a span), over TLS and with the service
+token as the gateway's calls to the downstreams (``channels.open_channel``). Each message updates the
 status; when the stream fails or ends (the downstream stopped or drains), the status becomes
 ``UNREACHABLE`` and the task reconnects after a backoff that doubles from ``initial_backoff`` up to
 ``max_backoff`` (with jitter), and starts again from ``initial_backoff`` once a message arrives. No
@@ -26,7 +27,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from briefxai.clustering.v1 import clustering_pb2
 from briefxai.embedding.v1 import embedding_pb2
 from briefxai.facets.v1 import facets_pb2
+from briefxai_common.channels import open_channel
+from briefxai_common.config import TLSSettings
 from briefxai_common.logging import get_logger
+from briefxai_common.service_auth import token_interceptors
 
 log = get_logger(__name__)
 
@@ -59,8 +63,13 @@ class HealthWatcher:
         service_name: str,
         initial_backoff: float = 0.5,
         max_backoff: float = 5.0,
+        *,
+        tls: TLSSettings | None = None,
+        service_token: str = "",
     ) -> None:
         self.name = name
+        self.tls = tls
+        self.service_token = service_token
         self.address = address
         self.service_name = service_name
         self.initial_backoff = initial_backoff
@@ -90,7 +99,9 @@ class HealthWatcher:
 
     def start(self) -> None:
         if self._task is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+            self._channel = open_channel(
+                self.address, self.tls, CHANNEL_OPTIONS, token_interceptors(self.service_token)
+            )
             self._task = asyncio.create_task(self._follow(), name=f"health-watch-{self.name}")
 
     async def stop(self) -> None:
@@ -115,7 +126,7 @@ class HealthWatcher:
         changed.set()
 
     async def _follow(self) -> None:
-        assert self._channel is not None
+        assert self._channel is not None  # noqa: S101  invariant for mypy, not a check on input
         stub = health_pb2_grpc.HealthStub(self._channel)
         backoff = self.initial_backoff
         while True:
@@ -127,16 +138,32 @@ class HealthWatcher:
                 self._set(UNREACHABLE, reason="stream ended")
             except grpc.aio.AioRpcError as error:
                 self._set(UNREACHABLE, reason=error.code().name)
-            await asyncio.sleep(random.uniform(backoff / 2, backoff))
+            await asyncio.sleep(random.uniform(backoff / 2, backoff))  # noqa: S311  retry jitter, not a secret
             backoff = min(self.max_backoff, backoff * 2)
 
 
 class DownstreamHealth:
     """The watchers of every downstream, started and stopped with the gateway."""
 
-    def __init__(self, addresses: dict[str, str], initial_backoff: float = 0.5, max_backoff: float = 5.0):
+    def __init__(
+        self,
+        addresses: dict[str, str],
+        initial_backoff: float = 0.5,
+        max_backoff: float = 5.0,
+        *,
+        tls: TLSSettings | None = None,
+        service_token: str = "",
+    ):
         self.watchers = [
-            HealthWatcher(name, address, SERVICE_NAMES[name], initial_backoff, max_backoff)
+            HealthWatcher(
+                name,
+                address,
+                SERVICE_NAMES[name],
+                initial_backoff,
+                max_backoff,
+                tls=tls,
+                service_token=service_token,
+            )
             for name, address in addresses.items()
         ]
 

@@ -29,6 +29,7 @@ from .outages import OutageGuard
 from .paging import list_next_token, list_window, results_cursor, results_page, results_window
 from .pipeline import Pipeline
 from .progress import ProgressHub
+from .redaction import redacted, withheld_view
 from .revisions import AssignOutcome
 from .scheduler import Scheduler
 from .settings import GatewaySettings
@@ -117,6 +118,7 @@ class AnalysisManager:
         options = await self.intake.resolve(requested, violations, "options")
         await asyncio.to_thread(self.intake.check_inline, conversations, violations)
         violations.raise_if_any()
+        conversations = await redacted(conversations, self.settings.privacy)
         with self.scheduler.admission():
             analysis_id = uuid.uuid4().hex
             try:
@@ -167,7 +169,9 @@ class AnalysisManager:
             except DuplicateRequestId:
                 return await self._after_duplicate(first.request_id)
             try:
-                count = await receive_conversations(self.store, self.limits, analysis_id, items)
+                count = await receive_conversations(
+                    self.store, self.limits, analysis_id, items, self.settings.privacy
+                )
                 analysis = await in_thread(self.store.complete_upload, analysis_id, count)
             except BaseException:
                 await in_thread(self.store.delete_analysis, analysis_id)
@@ -295,7 +299,11 @@ class AnalysisManager:
         if end > analysis.conversation_count:
             first = max(start, analysis.conversation_count)
             added = await in_thread(self.store.load_added_results, analysis.id, chosen, first, end)
-        return results_page(analysis, clusters, rows, end, added=added, summary=summary)
+        page = results_page(analysis, clusters, rows, end, added=added, summary=summary)
+        if any(item.withheld for item in page.conversations):
+            definitions = await in_thread(self.store.facet_definitions, analysis.id) or []
+            page.conversations = withheld_view(page.conversations, definitions)
+        return page
 
     # -- assign ------------------------------------------------------------------------------------
 

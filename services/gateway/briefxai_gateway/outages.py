@@ -175,7 +175,7 @@ class OutageGuard:
 
         def waiting(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
-            assert isinstance(exc, DownstreamError)
+            assert isinstance(exc, DownstreamError)  # noqa: S101  invariant for mypy, not a check on input
             first = state.attempt_number == 1
             reason = "circuit breaker open" if exc.circuit_open else exc.code
             self._note(key, reason)

@@ -87,6 +87,7 @@ from .models import (
 )
 from .progress import LiveProgress, ProgressHub
 from .revisions import user_key
+from .security.principal import bind_tenant
 from .settings import GatewaySettings
 from .store import Store, decode_messages
 from .validation import facets_to_extract
@@ -159,7 +160,7 @@ class Membership:
 def full_counts(clusters: Sequence[ClusterNode], membership: Membership) -> list[ClusterNode]:
     """The tree with each node's size and distinct users counted over every conversation of
     ``membership`` (a node's members: the conversations of the base clusters under it)."""
-    assert membership.users is not None
+    assert membership.users is not None  # noqa: S101  invariant for mypy, not a check on input
     levels: dict[int, list[ClusterNode]] = {}
     for node in clusters:
         levels.setdefault(node.level, []).append(node)
@@ -237,6 +238,10 @@ class Pipeline:
             structlog.contextvars.bound_contextvars(analysis_id=analysis_id, request_id=analysis_id),
             tracing.job_span(tracer, "analysis", link_to=origin, attributes=attributes) as span,
         ):
+            # The run is the analysis's tenant's, whichever call or heartbeat started it.
+            tenant = await self._db(self.store.tenant_of, analysis_id)
+            if tenant is not None:
+                bind_tenant(tenant)
             analysis = await self._db(self.store.get_analysis, analysis_id)
             if analysis is None or analysis.state.terminal:
                 span.set_attribute("briefxai.analysis.state", analysis.state.value if analysis else "deleted")
@@ -668,7 +673,7 @@ class Pipeline:
     ) -> int:
         """Blocking: the users of ordinals [start, end), and the nearest base cluster of those outside
         ``sample`` (withheld when the sample reported none); returns how many were assigned."""
-        assert membership.users is not None
+        assert membership.users is not None  # noqa: S101  invariant for mypy, not a check on input
         users = membership.users
         seen = 0
         for ordinal, _, user_id, _ in self.store.iter_conversation_rows(

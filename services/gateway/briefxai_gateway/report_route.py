@@ -3,10 +3,10 @@ report (:mod:`briefxai_report`), from the same JSON the CLI saves as ``analysis.
 GetAnalysisResults as the servicer builds it, merged, through ``json_format.MessageToDict`` with the
 CLI's options.
 
-200 text/html; 404 for an unknown analysis; 409 while it has not SUCCEEDED (or when it failed or was
-cancelled: there are no results); 400 for an empty id; 503 while the gateway is starting. Authorization
-applies here once the gateway has it (issue 13); until then, whoever reaches the HTTP port can read
-every report, as with the gRPC port.
+200 text/html; 404 for an unknown analysis (or another tenant's); 409 while it has not SUCCEEDED (or when
+it failed or was cancelled: there are no results); 400 for an empty id; 503 while the gateway is
+starting. Like the gRPC API it needs ``Authorization: Bearer <API key or JWT>`` of a viewer at least:
+401 without a valid one, 403 for a role without the right; a read is recorded in the audit trail.
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from typing import Any
 from aiohttp import web
 from google.protobuf import json_format
 
-from briefxai_common.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError, Unavailable
+from briefxai_common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    Unauthenticated,
+    Unavailable,
+)
 from briefxai_report import render_report
 
 from .concurrency import in_thread
@@ -26,10 +34,15 @@ from .convert import results_page_to_pb
 from .manager import AnalysisManager
 from .models import ConversationResult, ResultsPage
 from .paging import RESULTS_MAX_PAGE
+from .security.guard import CallFacts, Guard, Outcome
+from .security.permissions import REPORT
+from .security.principal import bind_principal
 
 ROUTE = "/analyses/{id}/report"
 # The domain errors the route answers with an HTTP status (anything else is a 500).
 STATUS: dict[type[ServiceError], int] = {
+    Unauthenticated: 401,
+    PermissionDenied: 403,
     NotFound: 404,
     FailedPrecondition: 409,
     InvalidArgument: 400,
@@ -60,15 +73,25 @@ def _render(page: ResultsPage) -> str:
     return render_report(results_json(page))
 
 
-def report_routes(manager: Callable[[], AnalysisManager]) -> list[web.RouteDef]:
-    """The report route for ``Service.http_routes``; ``manager()`` raises Unavailable while starting."""
+def report_routes(manager: Callable[[], AnalysisManager], guard: Callable[[], Guard]) -> list[web.RouteDef]:
+    """The report route for ``Service.http_routes``; ``manager()`` and ``guard()`` raise Unavailable while
+    the gateway starts."""
 
     async def report(request: web.Request) -> web.Response:
+        call = CallFacts(rpc=f"http GET {ROUTE}", peer=request.remote or "")
+        try:
+            principal = await guard().admit(request.headers.get("Authorization"), REPORT, call)
+        except tuple(STATUS) as error:
+            return _error_response(error)
+        bind_principal(principal)
+        outcome = Outcome(resource=f"analyses/{request.match_info['id']}")
         try:
             page = await all_results(manager(), request.match_info["id"])
         except tuple(STATUS) as error:
-            status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
-            return web.Response(status=status, text=f"{error.code_name}: {error}\n")
+            outcome.status_code = error.code_name
+            return _error_response(error)
+        finally:
+            await guard().finished(principal, REPORT, call, outcome)
         body = await in_thread(_render, page)
         return web.Response(
             text=body,
@@ -78,3 +101,9 @@ def report_routes(manager: Callable[[], AnalysisManager]) -> list[web.RouteDef]:
         )
 
     return [web.get(ROUTE, report)]
+
+
+def _error_response(error: ServiceError) -> web.Response:
+    status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return web.Response(status=status, text=f"{error.code_name}: {error}\n", headers=headers)

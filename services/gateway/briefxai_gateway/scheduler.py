@@ -39,6 +39,7 @@ from .concurrency import in_thread
 from .models import Stage
 from .outages import CURRENT_ANALYSIS, OutageGuard
 from .pipeline import Pipeline
+from .security.principal import tenant_scope
 from .settings import GatewaySettings
 from .store import Store
 
@@ -88,8 +89,9 @@ class Scheduler:
     async def start(self) -> None:
         """Drops uploads that never finished, schedules the unfinished analyses no other gateway holds,
         and starts the lease heartbeat."""
-        for analysis_id in await in_thread(self.store.abandoned_upload_ids):
-            await in_thread(self.store.delete_analysis, analysis_id)
+        for tenant_id, analysis_id in await in_thread(self.store.abandoned_uploads):
+            with tenant_scope(tenant_id):
+                await in_thread(self.store.delete_analysis, analysis_id)
             log.info("abandoned_upload_deleted", analysis_id=analysis_id)
         freed = await in_thread(self.store.release_dead_local_leases)
         if freed:

@@ -84,6 +84,8 @@ conversations = Table(
     # JSON {key: value}, or "" when empty.
     Column("metadata", Text, nullable=False, default=""),
 )
+# Erasure and export of a user's data (migration 0006) find their conversations by it.
+Index("ix_conversations_tenant_user", conversations.c.tenant_id, conversations.c.user_id)
 
 # One row per conversation: its facet values as a compact JSON list (see store.encode_facets). One row
 # per conversation rather than per value keeps bulk writes, reads and deletes ~8x cheaper at 100k+.
@@ -265,6 +267,83 @@ performance_runs = Table(
     Column("stages", Text, nullable=False),
 )
 Index("ix_performance_runs_tenant_time", performance_runs.c.tenant_id, performance_runs.c.finish_time)
+
+# API keys (migration 0006): the SHA-256 of each key, never the key (``briefxai_common.apikeys``).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    # The 12 hex characters after ``bxk_``.
+    Column("id", String(12), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    # viewer, analyst or admin.
+    Column("role", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("description", String(200), nullable=False, default=""),
+    # Key id or JWT subject of the creator; "system" for the bootstrap admin key.
+    Column("created_by", String(256), nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("expire_time", DateTime(timezone=True), nullable=True),
+    Column("revoke_time", DateTime(timezone=True), nullable=True),
+    Column("last_used_time", DateTime(timezone=True), nullable=True),
+)
+Index("ix_api_keys_tenant", api_keys.c.tenant_id)
+
+# The audit trail (migration 0006): append-only, each record chained to the previous one by its hash.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # 1, 2, 3, ... without gaps; assigned under a lock by the appender.
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("peer", String(128), nullable=False),
+    Column("rpc", String(256), nullable=False),
+    Column("resource", String(512), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status_code", String(32), nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    # JSON object; never conversation text.
+    Column("details", Text, nullable=False),
+    Column("previous_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_log_time", audit_log.c.time)
+
+# Retention checkpoints of the audit trail (migration 0006): the records up to ``through_sequence`` were
+# summarised here and deleted; ``signature`` (HMAC-SHA256) covers every other column but ``seq``.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("through_sequence", BigInteger, nullable=False, unique=True),
+    # The hash of the record ``through_sequence``: the next record's previous_hash.
+    Column("through_hash", String(64), nullable=False),
+    # The previous_hash of the first record summarised: the previous checkpoint's through_hash (64 zeros
+    # for the first checkpoint), which chains the checkpoints to each other.
+    Column("previous_hash", String(64), nullable=False),
+    Column("record_count", BigInteger, nullable=False),
+    Column("first_time", DateTime(timezone=True), nullable=True),
+    Column("last_time", DateTime(timezone=True), nullable=True),
+    # JSON: counts of the summarised records by action and outcome.
+    Column("summary", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+# The audit trail's chain head (migration 0006): one row (id 1, inserted by the migration) naming the
+# newest record ever appended and its hash, signed (HMAC-SHA256, the checkpoint key) on each append, so
+# that deleting the newest records is detected. The appender continues from it, not from the table.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    # Empty while no checkpoint key is configured.
+    Column("signature", String(64), nullable=False),
+)
 
 # Children first: the order in which rows of one analysis are deleted.
 ANALYSIS_TABLES: tuple[Table, ...] = (

@@ -18,18 +18,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 
 import grpc
 from sqlalchemy import Engine, text
 
-from briefxai.gateway.v1 import gateway_pb2_grpc
+from briefxai.gateway.v1 import gateway_pb2_grpc, security_pb2_grpc
+from briefxai_common.apikeys import MalformedApiKey
 from briefxai_common.bootstrap import Service
+from briefxai_common.config import ConfigError
 from briefxai_common.errors import Unavailable
 from briefxai_common.features import FeatureFlags
 from briefxai_common.health import AVAILABLE, CONNECTED, DEGRADED, DISCONNECTED, UNAVAILABLE, HealthReport
+from briefxai_common.logging import get_logger
 from briefxai_common.reload import reconfigure_breaker
 from briefxai_common.resilience import Retrier, transient_store_error
 
+from .auth_interceptor import AuthInterceptor
 from .clients import Downstream, GrpcDownstreams
 from .health_watch import DownstreamHealth, HealthWatcher
 from .manager import AnalysisManager
@@ -37,9 +42,22 @@ from .metrics import SERVICE
 from .outages import GATEWAY_FLAGS
 from .report_route import report_routes
 from .sampler import PerformanceSampler
+from .security.audit import AuditEvent, AuditTrail
+from .security.authn import Authenticator
+from .security.guard import Guard
+from .security.jwt_auth import JwtVerifier
+from .security.keys import KeyManager
+from .security.monitor import SecurityMonitor
+from .security.principal import SYSTEM_ACTOR
+from .security.retention import RetentionJob
+from .security.users import UserData
+from .security_servicer import SERVICE_NAME as SECURITY_SERVICE_NAME
+from .security_servicer import SecurityServicer
 from .servicer import SERVICE_NAME, AnalysisServicer
 from .settings import GatewaySettings
 from .store import Store
+
+log = get_logger(__name__)
 
 STORE_PING_TIMEOUT_SECONDS = 2.0
 # Settings read at each use, so a reload can change them in place.
@@ -71,6 +89,12 @@ class Gateway:
         self._manager: AnalysisManager | None = None
         self._sampler: PerformanceSampler | None = None
         self._ping: asyncio.Future[None] | None = None
+        self._guard: Guard | None = None
+        self._audit: AuditTrail | None = None
+        self._keys: KeyManager | None = None
+        self._users: UserData | None = None
+        self._retention: RetentionJob | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def manager(self) -> AnalysisManager:
@@ -84,6 +108,30 @@ class Gateway:
             raise Unavailable("the gateway is starting", reason="STARTING")
         return self._sampler
 
+    @property
+    def guard(self) -> Guard:
+        if self._guard is None:
+            raise Unavailable("the gateway is starting", reason="STARTING")
+        return self._guard
+
+    @property
+    def audit(self) -> AuditTrail:
+        if self._audit is None:
+            raise Unavailable("the gateway is starting", reason="STARTING")
+        return self._audit
+
+    @property
+    def keys(self) -> KeyManager:
+        if self._keys is None:
+            raise Unavailable("the gateway is starting", reason="STARTING")
+        return self._keys
+
+    @property
+    def users(self) -> UserData:
+        if self._users is None:
+            raise Unavailable("the gateway is starting", reason="STARTING")
+        return self._users
+
     async def start(self) -> None:
         self.store = Store(self.settings.store_url, self.settings.tenant_id)
         self.store.retrier = Retrier(
@@ -93,7 +141,11 @@ class Gateway:
             is_retryable=transient_store_error,
         )
         self.downstreams = GrpcDownstreams(self.settings)
-        self.downstream_health = DownstreamHealth({d.service: d.address for d in self.downstreams.all})
+        self.downstream_health = DownstreamHealth(
+            {d.service: d.address for d in self.downstreams.all},
+            tls=self.settings.tls,
+            service_token=self.settings.service_token,
+        )
         self.downstream_health.start()
         manager = AnalysisManager(
             self.settings, self.store, self.downstreams.clients, self.downstream_health, self.features
@@ -104,8 +156,80 @@ class Gateway:
         await sampler.start()
         self._sampler = sampler
         self._manager = manager
+        await self._start_security(self.store, manager, self.downstreams)
+
+    async def _start_security(
+        self, store: Store, manager: AnalysisManager, downstreams: GrpcDownstreams
+    ) -> None:
+        """Audit trail, keys (the bootstrap admin key stored), authentication, the security rules, the
+        users' data and the retention job; after the migrations, which create their tables."""
+        settings = self.settings
+        audit = AuditTrail(store, settings.audit)
+        keys = KeyManager(store, settings.tenant_id)
+        jwt = JwtVerifier(settings.auth.jwt) if settings.auth.jwt.issuer else None
+        monitor = SecurityMonitor(settings.auth, audit.record)
+        authenticator = Authenticator(settings.auth, keys, jwt)
+        self._guard = Guard(
+            settings.auth, settings.audit, settings.tenant_id, authenticator, monitor, audit.record
+        )
+        self._audit, self._keys = audit, keys
+        self._users = UserData(manager, clear_embedding_cache=downstreams.embedding.clear_cache)
+        if settings.auth.mode == "off":
+            log.warning(
+                "auth_off",
+                message="auth.mode is off: every caller who reaches the gateway is an admin of tenant "
+                f"{settings.tenant_id!r}",
+            )
+        if settings.auth.bootstrap_admin_key_file:
+            await self._store_bootstrap_key(keys, audit, settings.auth.bootstrap_admin_key_file)
+        # Each start is on the record (and signs the chain head with the current checkpoint key).
+        await audit.record(
+            AuditEvent(
+                actor=SYSTEM_ACTOR,
+                tenant_id=settings.tenant_id,
+                peer="",
+                rpc="startup",
+                resource="gateway",
+                action="service.start",
+                outcome="ok",
+                details={"auth_mode": settings.auth.mode, "jwt": bool(settings.auth.jwt.issuer)},
+            )
+        )
+
+        async def audit_retention(now: datetime) -> None:
+            await audit.apply_retention(now)
+
+        self._retention = RetentionJob(
+            manager, settings.retention, on_run=audit_retention, audit=audit.record
+        )
+        self._retention.start()
+
+    @staticmethod
+    async def _store_bootstrap_key(keys: KeyManager, audit: AuditTrail, path: str) -> None:
+        try:
+            created = await keys.ensure_bootstrap(path)
+        except (OSError, MalformedApiKey) as exc:
+            raise ConfigError(f"gateway.auth.bootstrap_admin_key_file: {path}: {exc}") from exc
+        if created is not None:
+            log.info("bootstrap_admin_key_stored", key_id=created.id, tenant_id=created.tenant_id)
+            await audit.record(
+                AuditEvent(
+                    actor=SYSTEM_ACTOR,
+                    tenant_id=created.tenant_id,
+                    peer="",
+                    rpc="startup",
+                    resource=f"api_keys/{created.id}",
+                    action="key.create",
+                    outcome="ok",
+                    details={"role": created.role.label, "source": "bootstrap_admin_key_file"},
+                )
+            )
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            await self._retention.stop()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if self._manager is not None:
             await self._manager.stop()
         if self._sampler is not None:
@@ -133,12 +257,31 @@ class Gateway:
             applied.append("retry_policies")
         for key in applied:
             setattr(self.settings, key, getattr(new, key))
+        self._record_reload(changed, applied)
         return applied
+
+    def _record_reload(self, changed: frozenset[str], applied: list[str]) -> None:
+        """An audit record of a reload (from a SIGHUP or the file watch, inside the event loop)."""
+        if self._audit is None:
+            return
+        event = AuditEvent(
+            actor=SYSTEM_ACTOR,
+            tenant_id=self.settings.tenant_id,
+            peer="",
+            rpc="config.reload",
+            resource="config",
+            action="config.reload",
+            outcome="ok",
+            details={"changed": sorted(changed), "applied": sorted(applied)},
+        )
+        task = asyncio.get_running_loop().create_task(self._audit.record(event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def store_error(self) -> str | None:
         """None when the store answers ``SELECT 1`` in time, else what went wrong. A ping still running
         from an earlier request is awaited rather than started again."""
-        assert self.store is not None
+        assert self.store is not None  # noqa: S101  invariant for mypy, not a check on input
         if self._ping is None or self._ping.done():
             self._ping = asyncio.ensure_future(asyncio.to_thread(_select_one, self.store.engine))
             self._ping.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -186,7 +329,8 @@ def build_gateway(settings: GatewaySettings) -> tuple[Service, Gateway]:
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         gateway_pb2_grpc.add_AnalysisServiceServicer_to_server(servicer, server)
-        return [SERVICE_NAME]
+        security_pb2_grpc.add_SecurityServiceServicer_to_server(SecurityServicer(lambda: gateway), server)
+        return [SERVICE_NAME, SECURITY_SERVICE_NAME]
 
     service = Service(
         name="gateway",
@@ -195,7 +339,8 @@ def build_gateway(settings: GatewaySettings) -> tuple[Service, Gateway]:
         start=gateway.start,
         stop=gateway.stop,
         health_info=gateway.health_info,
-        http_routes=report_routes(lambda: gateway.manager),
+        http_routes=report_routes(lambda: gateway.manager, lambda: gateway.guard),
+        interceptors=[AuthInterceptor(lambda: gateway.guard)],
         features=gateway.features,
         reload=gateway.reload,
     )

@@ -6,7 +6,7 @@ Nested keys use ``__``: ``BRIEFXAI_GATEWAY_CIRCUIT_BREAKERS__FACETS__FAILURE_THR
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -21,6 +21,7 @@ from briefxai_common.config import (
 )
 
 from .models import EmbedTextMode
+from .security_settings import AuditSettings, AuthSettings, RetentionSettings
 
 
 class GatewayRetryPolicies(BaseModel):
@@ -91,6 +92,26 @@ class AnalysisDefaults(BaseModel):
     )
 
 
+class GatewayPrivacySettings(BaseModel):
+    """``privacy``: conversation text is redacted as it arrives, before it is stored or sent anywhere."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redact_stored_text: Literal["off", "secrets", "all"] = Field(
+        default="secrets",
+        description="Message content of created, uploaded and assigned conversations is redacted before "
+        "it is stored (so before facets, embedding, clustering and every export see it): 'secrets' "
+        "replaces API keys, tokens, passwords and private keys by [SECRET]; 'all' also replaces personal "
+        "data ([EMAIL], [PHONE], [CARD], [NAME]...); 'off' stores the text as sent.",
+    )
+    phone_region: str = Field(
+        default="US",
+        min_length=2,
+        max_length=2,
+        description="Region of phone numbers written without a country code (redact_stored_text: all).",
+    )
+
+
 class GatewaySettings(ServiceSettings):
     section: ClassVar[str] = "gateway"
     model_config = SettingsConfigDict(
@@ -112,7 +133,15 @@ class GatewaySettings(ServiceSettings):
         "PostgreSQL, postgresql://user:password@host:5432/db (driver psycopg 3: the gateway's postgresql "
         "extra), which several gateways may share.",
     )
-    tenant_id: str = Field("default", min_length=1, description="Tenant every row belongs to.")
+    tenant_id: str = Field(
+        "default",
+        min_length=1,
+        max_length=64,
+        description="The operator tenant: the bootstrap admin key's, and every caller's with auth.mode off.",
+    )
+    auth: AuthSettings = Field(default_factory=lambda: AuthSettings.model_validate({}))
+    audit: AuditSettings = Field(default_factory=lambda: AuditSettings.model_validate({}))
+    retention: RetentionSettings = Field(default_factory=lambda: RetentionSettings.model_validate({}))
     analysis_lease_seconds: float = Field(
         30.0,
         gt=0,
@@ -226,4 +255,8 @@ class GatewaySettings(ServiceSettings):
         description="How long an analysis waits for a downstream service that is down (UNAVAILABLE after "
         "its retries, or its breaker open) to come back before it FAILS with UNAVAILABLE; each outage "
         "gets the whole budget. 0: fail at once. Reloaded on SIGHUP.",
+    )
+    privacy: GatewayPrivacySettings = Field(
+        default_factory=lambda: GatewayPrivacySettings(),
+        description="What is kept of conversation text: redaction before it is stored.",
     )

@@ -12,6 +12,8 @@ from briefxai_common.errors import InvalidArgument
 from .concurrency import in_thread
 from .intake import RequestedOptions
 from .models import Conversation
+from .redaction import redacted
+from .settings import GatewayPrivacySettings
 from .store import Store
 from .validation import Limits, Violations, check_conversation_count, check_conversations
 
@@ -29,10 +31,15 @@ UploadItem = UploadHeader | list[Conversation]
 
 
 async def receive_conversations(
-    store: Store, limits: Limits, analysis_id: str, items: AsyncIterator[UploadItem]
+    store: Store,
+    limits: Limits,
+    analysis_id: str,
+    items: AsyncIterator[UploadItem],
+    privacy: GatewayPrivacySettings | None = None,
 ) -> int:
-    """Validates and stores the uploaded batches after the header; returns how many conversations
-    arrived. Field paths count across the whole stream (``conversations[1500].id`` is the 1501st)."""
+    """Validates, redacts (``privacy``) and stores the uploaded batches after the header; returns how
+    many conversations arrived. Field paths count across the whole stream (``conversations[1500].id``
+    is the 1501st)."""
     seen: set[str] = set()
     count = 0
     stored = 0
@@ -46,7 +53,7 @@ async def receive_conversations(
             violations.raise_if_any()
         await asyncio.to_thread(check_conversations, item, limits, violations, offset=count, seen_ids=seen)
         violations.raise_if_any()
-        pending.extend(item)
+        pending.extend(await redacted(item, privacy) if privacy is not None else item)
         count += len(item)
         if len(pending) >= UPLOAD_FLUSH:
             await in_thread(store.append_conversations, analysis_id, stored, pending)

@@ -78,12 +78,40 @@ spec:
                   key: {{ $svc.store.postgresql.key }}
               {{- end }}
             {{- end }}
+            # Shared by the gateway (which sends it) and the workers (which require it of every call).
+            - name: BRIEFXAI_{{ upper $name }}_SERVICE_TOKEN
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "briefxai.serviceTokenSecret" $root }}
+                  key: {{ $root.Values.serviceToken.key }}
             {{- with include "briefxai.tracingEnv" . }}
             {{- . | nindent 12 }}
             {{- end }}
             {{- with $svc.env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          {{- if $root.Values.tls.enabled }}
+          # Kubernetes' gRPC probes speak plaintext only: with TLS the HTTP port's /readyz (the service can
+          # serve: started, not draining) and /livez (the event loop answers), over HTTPS (not verified).
+          startupProbe:
+            httpGet:
+              path: /readyz
+              port: http
+              scheme: HTTPS
+            {{- toYaml $svc.probes.startup | nindent 12 }}
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: http
+              scheme: HTTPS
+            {{- toYaml $svc.probes.readiness | nindent 12 }}
+          livenessProbe:
+            httpGet:
+              path: /livez
+              port: http
+              scheme: HTTPS
+            {{- toYaml $svc.probes.liveness | nindent 12 }}
+          {{- else }}
           # grpc.health.v1: "" is the process's overall status, the service's own name its readiness (NOT_SERVING
           # while the model loads or the providers start, and while draining).
           startupProbe:
@@ -101,6 +129,7 @@ spec:
               port: {{ $svc.ports.grpc }}
               service: ""
             {{- toYaml $svc.probes.liveness | nindent 12 }}
+          {{- end }}
           resources:
             {{- toYaml $svc.resources | nindent 12 }}
           volumeMounts:
@@ -109,6 +138,16 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- if $root.Values.tls.enabled }}
+            - name: tls
+              mountPath: {{ include "briefxai.tlsDir" $root }}
+              readOnly: true
+            {{- end }}
+            {{- if $gateway }}
+            - name: auth
+              mountPath: {{ include "briefxai.authDir" $root }}
+              readOnly: true
+            {{- end }}
             {{- if $sqlite }}
             - name: data
               mountPath: {{ include "briefxai.sqliteDir" $root }}
@@ -119,6 +158,14 @@ spec:
             name: {{ include "briefxai.fullname" $root }}-config
         - name: tmp
           emptyDir: {}
+        {{- if $root.Values.tls.enabled }}
+        - name: tls
+          secret:
+            secretName: {{ $root.Values.tls.existingSecret }}
+        {{- end }}
+        {{- if $gateway }}
+        {{- include "briefxai.authVolume" $root | nindent 8 }}
+        {{- end }}
         {{- if $sqlite }}
         - name: data
           {{- if $svc.store.sqlite.persistence.enabled }}
@@ -143,6 +190,33 @@ spec:
       {{- with $svc.topologySpreadConstraints }}
       topologySpreadConstraints:
         {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}
+
+{{/* The gateway's key files, one projected volume at "briefxai.authDir": admin.key, checkpoint.key and, with
+auth.jwt.issuer, jwks.json (from a Secret or a ConfigMap). Readable by the pod's fsGroup only. */}}
+{{- define "briefxai.authVolume" -}}
+{{- $jwks := .Values.auth.jwt.jwks -}}
+- name: auth
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ include "briefxai.adminKeySecret" . }}
+          items:
+            - key: {{ .Values.auth.adminKey.key | quote }}
+              path: admin.key
+      - secret:
+          name: {{ include "briefxai.checkpointKeySecret" . }}
+          items:
+            - key: {{ .Values.audit.checkpointKey.key | quote }}
+              path: checkpoint.key
+      {{- if .Values.auth.jwt.issuer }}
+      - {{ if $jwks.existingSecret }}secret{{ else }}configMap{{ end }}:
+          name: {{ $jwks.existingSecret | default $jwks.configMap }}
+          items:
+            - key: {{ $jwks.key | quote }}
+              path: jwks.json
       {{- end }}
 {{- end }}
 

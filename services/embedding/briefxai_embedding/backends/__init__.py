@@ -45,6 +45,7 @@ def create_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
             resolve_api_key(settings.openai),
             retry_policy=settings.retry_policies.embedding_remote.policy(),
             breaker=settings.circuit_breakers.embedding_remote,
+            redact_external=settings.privacy.redact_external,
         )
         if settings.fallback == "none":
             return remote

@@ -97,7 +97,7 @@ def ensure_export(directory: Path, precision: Precision, *, export_if_missing: b
         precision,
     ]
     try:
-        completed = subprocess.run(
+        completed = subprocess.run(  # noqa: S603  our interpreter and module, no shell
             command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_SECONDS, check=False
         )
     except subprocess.TimeoutExpired as error:
@@ -261,7 +261,7 @@ class OnnxBackend:
         )
 
     def _tokenize(self, texts: list[str]) -> list[Encoding]:
-        assert self._tokenizer is not None
+        assert self._tokenizer is not None  # noqa: S101  invariant for mypy, not a check on input
         encodings: list[Encoding] = self._tokenizer.encode_batch(texts, add_special_tokens=True)
         return encodings
 
@@ -285,7 +285,7 @@ class OnnxBackend:
 
     def _encode(self, encodings: list[Encoding], shrink: bool = False) -> npt.NDArray[np.float32]:
         """One forward pass over texts padded to the longest, mean-pooled over real tokens."""
-        assert self._session is not None
+        assert self._session is not None  # noqa: S101  invariant for mypy, not a check on input
         width = max(len(encoding.ids) for encoding in encodings)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)

@@ -17,6 +17,10 @@ Failures map to domain errors:
 
 The API does not say how many tokens each text had, so ``token_counts`` are 0 and ``truncated`` is
 False; ``max_tokens`` is 0 (unknown). The API refuses empty strings, so an empty text is sent as " ".
+
+With ``privacy.redact_external`` (the default) each text's PII and secrets are replaced by placeholders
+(:func:`briefxai_common.pii.redact`, off the event loop) before it is sent: the endpoint embeds
+"reset [EMAIL]", never the address.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from briefxai_common.config import BreakerSettings, ConfigError, RemoteRetryPoli
 from briefxai_common.errors import FailedPrecondition, InvalidArgument, ServiceError, Unavailable
 from briefxai_common.llm import parse_retry_after
 from briefxai_common.logging import get_logger
+from briefxai_common.pii import redact
 from briefxai_common.resilience import CircuitOpenError, Retrier, RetryPolicy, http_retryable, time_left
 from briefxai_embedding.backends.base import EmbedResult, l2_normalize
 from briefxai_embedding.settings import OpenAIEmbeddingSettings
@@ -95,10 +100,12 @@ class OpenAIBackend:
         *,
         retry_policy: RetryPolicy | None = None,
         breaker: BreakerSettings | None = None,
+        redact_external: bool = True,
     ) -> None:
         """``retry_policy`` None: the default ``embedding_remote`` policy; ``breaker`` None: the default
-        breaker settings."""
+        breaker settings; ``redact_external``: redact texts before sending them."""
         self.settings = settings
+        self.redact_external = redact_external
         self.model = settings.model
         self.dim = settings.dimensions or 0
         self._api_key = api_key
@@ -149,6 +156,8 @@ class OpenAIBackend:
     async def embed(self, texts: Sequence[str]) -> EmbedResult:
         if self._client is None:
             raise FailedPrecondition("the embedding API client is not started")
+        if self.redact_external and texts:
+            texts = await asyncio.to_thread(redact_all, texts)
         texts = [text if text else " " for text in texts]
         if not texts:
             return EmbedResult(np.zeros((0, self.dim), dtype=np.float32), [], [])
@@ -250,6 +259,10 @@ class OpenAIBackend:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+
+def redact_all(texts: Sequence[str]) -> list[str]:
+    return [redact(text) for text in texts]
 
 
 def _decode(embedding: Any) -> npt.NDArray[np.float64]:

@@ -123,12 +123,12 @@ class SentenceTransformersBackend:
 
     def _count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens per text including the [CLS]/[SEP] markers, before truncation."""
-        assert self._model is not None
+        assert self._model is not None  # noqa: S101  invariant for mypy, not a check on input
         encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        assert self._model is not None
+        assert self._model is not None  # noqa: S101  invariant for mypy, not a check on input
         vectors = self._model.encode(
             texts,
             batch_size=len(texts),

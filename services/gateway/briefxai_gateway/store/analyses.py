@@ -228,12 +228,21 @@ class AnalysisRepository(StoreBase):
             )
         return result
 
-    def abandoned_upload_ids(self) -> list[str]:
-        """Uploads that never completed (the gateway stopped mid-stream)."""
+    def abandoned_uploads(self) -> list[tuple[str, str]]:
+        """(tenant, analysis id) of the uploads, of every tenant, that never completed (the gateway
+        stopped mid-stream)."""
         a = schema.analyses.c
-        query = select(a.id).where(a.tenant_id == self.tenant_id, a.upload_complete.is_(False))
+        query = select(a.tenant_id, a.id).where(a.upload_complete.is_(False))
         with self.engine.connect() as conn:
-            return [row[0] for row in conn.execute(query)]
+            return [(row[0], row[1]) for row in conn.execute(query)]
+
+    def tenant_of(self, analysis_id: str) -> str | None:
+        """The tenant an analysis belongs to, whoever asks (None: no such analysis). For the gateway's
+        own work on an analysis (a pipeline run), never to answer a caller."""
+        a = schema.analyses.c
+        with self.engine.connect() as conn:
+            tenant: str | None = conn.execute(select(a.tenant_id).where(a.id == analysis_id)).scalar()
+        return tenant
 
     def set_running(self, analysis_id: str) -> bool:
         """PENDING/RUNNING -> RUNNING; False when the analysis is terminal or gone, or another gateway

@@ -15,6 +15,7 @@ from briefxai_common.resilience import Retrier
 
 from .. import schema
 from ..models import DEFAULT_TENANT, AnalysisState
+from ..security.principal import current_tenant
 from .engine import create_store_engine, migrate
 
 # Rows per executemany of a bulk insert.
@@ -83,17 +84,24 @@ def ordinal_range(
 
 
 class StoreBase:
-    """One tenant's view of one database: the engine the per-area repositories share.
+    """One database, seen by the tenant of the current call: the engine the per-area repositories share.
 
-    ``owner`` names this store's holder of analysis leases (``leases.py``): one per gateway process."""
+    ``tenant_id`` is the tenant the current call or pipeline is scoped to (``security/principal.py``),
+    else ``operator_tenant`` (the gateway's ``tenant_id`` setting): every read filters on it and every
+    row written carries it. ``owner`` names this store's holder of analysis leases (``leases.py``): one
+    per gateway process."""
 
     def __init__(self, url: str, tenant_id: str = DEFAULT_TENANT, owner: str | None = None) -> None:
         self.url = url
-        self.tenant_id = tenant_id
+        self.operator_tenant = tenant_id
         self.owner = owner or new_owner_id()
         self.engine = create_store_engine(url)
         # Retries transient database errors of each public call (``metrics.timed_store``); None: none.
         self.retrier: Retrier | None = None
+
+    @property
+    def tenant_id(self) -> str:
+        return current_tenant() or self.operator_tenant
 
     @property
     def dialect(self) -> str:

@@ -40,7 +40,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    and_,
     exists,
     func,
     or_,
@@ -111,13 +110,12 @@ def hold_lease(conn: Connection, tenant_id: str, analysis_id: str, owner: str) -
     return bool(result.rowcount)
 
 
-def _runnable(tenant_id: str) -> ColumnElement[bool]:
+def _runnable() -> ColumnElement[bool]:
     """WHERE term: the lease row's analysis is PENDING or RUNNING and fully uploaded."""
     a = schema.analyses.c
     return exists(
         select(a.id).where(
             a.id == analysis_leases.c.analysis_id,
-            a.tenant_id == tenant_id,
             a.state.in_(ACTIVE_STATES),
             a.upload_complete.is_(True),
         )
@@ -125,7 +123,10 @@ def _runnable(tenant_id: str) -> ColumnElement[bool]:
 
 
 class LeaseRepository(StoreBase):
-    """Claims, renewals and releases of analysis leases by this store's ``owner``."""
+    """Claims, renewals and releases of analysis leases by this store's ``owner``.
+
+    Leases are the gateways' business, not a tenant's: these methods see the analyses of every tenant
+    (analysis ids are unique across tenants), so one gateway runs every tenant's analyses."""
 
     def claim_analysis(self, analysis_id: str, lease_seconds: float) -> int | None:
         """Takes the analysis's lease for ``lease_seconds`` and marks it RUNNING, atomically.
@@ -141,9 +142,8 @@ class LeaseRepository(StoreBase):
                 update(analysis_leases)
                 .where(
                     lease.analysis_id == analysis_id,
-                    lease.tenant_id == self.tenant_id,
                     or_(lease.owner.is_(None), lease.owner == self.owner, lease.expires < now),
-                    _runnable(self.tenant_id),
+                    _runnable(),
                 )
                 .values(
                     owner=self.owner,
@@ -155,7 +155,7 @@ class LeaseRepository(StoreBase):
                 return None
             conn.execute(
                 update(schema.analyses)
-                .where(self._where_analysis(analysis_id), a.state.in_(ACTIVE_STATES))
+                .where(a.id == analysis_id, a.state.in_(ACTIVE_STATES))
                 .values(state=AnalysisState.RUNNING.value, update_time=now)
             )
             attempts: int = conn.execute(
@@ -175,9 +175,8 @@ class LeaseRepository(StoreBase):
                 update(analysis_leases)
                 .where(
                     lease.analysis_id.in_(list(analysis_ids)),
-                    lease.tenant_id == self.tenant_id,
                     lease.owner == self.owner,
-                    _runnable(self.tenant_id),
+                    _runnable(),
                 )
                 .values(expires=now + timedelta(seconds=lease_seconds))
                 .returning(lease.analysis_id)
@@ -193,7 +192,6 @@ class LeaseRepository(StoreBase):
                 update(analysis_leases)
                 .where(
                     lease.analysis_id == analysis_id,
-                    lease.tenant_id == self.tenant_id,
                     lease.owner == self.owner,
                 )
                 .values(owner=None, expires=None)
@@ -207,20 +205,14 @@ class LeaseRepository(StoreBase):
         this host whose pid is alive (or reused) keeps its lease until it expires."""
         lease = analysis_leases.c
         with self.engine.begin() as conn:
-            owners = conn.execute(
-                select(lease.owner)
-                .where(lease.tenant_id == self.tenant_id, lease.owner.is_not(None))
-                .distinct()
-            ).scalars()
+            owners = conn.execute(select(lease.owner).where(lease.owner.is_not(None)).distinct()).scalars()
             dead = [
                 owner for owner in owners if owner != self.owner and local_owner_is_dead(owner, self.owner)
             ]
             if not dead:
                 return 0
             result = conn.execute(
-                update(analysis_leases)
-                .where(lease.tenant_id == self.tenant_id, lease.owner.in_(dead))
-                .values(owner=None, expires=None)
+                update(analysis_leases).where(lease.owner.in_(dead)).values(owner=None, expires=None)
             )
             return int(result.rowcount)
 
@@ -236,7 +228,6 @@ class LeaseRepository(StoreBase):
                 select(a.id)
                 .select_from(schema.analyses.join(analysis_leases, lease.analysis_id == a.id))
                 .where(
-                    a.tenant_id == self.tenant_id,
                     a.state.in_(ACTIVE_STATES),
                     a.upload_complete.is_(True),
                     or_(lease.owner.is_(None), lease.expires < now),
@@ -252,9 +243,7 @@ class LeaseRepository(StoreBase):
         lease = analysis_leases.c
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(lease.owner, lease.expires, lease.attempts).where(
-                    and_(lease.analysis_id == analysis_id, lease.tenant_id == self.tenant_id)
-                )
+                select(lease.owner, lease.expires, lease.attempts).where(lease.analysis_id == analysis_id)
             ).first()
         if row is None:
             return None

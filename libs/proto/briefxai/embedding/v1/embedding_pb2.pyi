@@ -70,3 +70,13 @@ class GetModelInfoResponse(_message.Message):
     max_texts_per_request: int
     max_chars_per_text: int
     def __init__(self, model: _Optional[str] = ..., backend: _Optional[str] = ..., dim: _Optional[int] = ..., max_tokens: _Optional[int] = ..., normalized: _Optional[bool] = ..., max_texts_per_request: _Optional[int] = ..., max_chars_per_text: _Optional[int] = ...) -> None: ...
+
+class ClearCacheRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClearCacheResponse(_message.Message):
+    __slots__ = ("cleared_entries",)
+    CLEARED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    cleared_entries: int
+    def __init__(self, cleared_entries: _Optional[int] = ...) -> None: ...

@@ -50,6 +50,11 @@ class EmbeddingServiceStub:
                 request_serializer=briefxai_dot_embedding_dot_v1_dot_embedding__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=briefxai_dot_embedding_dot_v1_dot_embedding__pb2.GetModelInfoResponse.FromString,
                 _registered_method=True)
+        self.ClearCache = channel.unary_unary(
+                '/briefxai.embedding.v1.EmbeddingService/ClearCache',
+                request_serializer=briefxai_dot_embedding_dot_v1_dot_embedding__pb2.ClearCacheRequest.SerializeToString,
+                response_deserializer=briefxai_dot_embedding_dot_v1_dot_embedding__pb2.ClearCacheResponse.FromString,
+                _registered_method=True)
 
 
 class EmbeddingServiceServicer:
@@ -77,6 +82,14 @@ class EmbeddingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClearCache(self, request, context):
+        """Drops every vector this replica's in-memory cache holds (the gateway calls it when it erases a user's
+        data: the cache is keyed by a hash of each text, so one user's entries cannot be told apart).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbeddingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=briefxai_dot_embedding_dot_v1_dot_embedding__pb2.GetModelInfoRequest.FromString,
                     response_serializer=briefxai_dot_embedding_dot_v1_dot_embedding__pb2.GetModelInfoResponse.SerializeToString,
+            ),
+            'ClearCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearCache,
+                    request_deserializer=briefxai_dot_embedding_dot_v1_dot_embedding__pb2.ClearCacheRequest.FromString,
+                    response_serializer=briefxai_dot_embedding_dot_v1_dot_embedding__pb2.ClearCacheResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +196,33 @@ class EmbeddingService:
             '/briefxai.embedding.v1.EmbeddingService/GetModelInfo',
             briefxai_dot_embedding_dot_v1_dot_embedding__pb2.GetModelInfoRequest.SerializeToString,
             briefxai_dot_embedding_dot_v1_dot_embedding__pb2.GetModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/briefxai.embedding.v1.EmbeddingService/ClearCache',
+            briefxai_dot_embedding_dot_v1_dot_embedding__pb2.ClearCacheRequest.SerializeToString,
+            briefxai_dot_embedding_dot_v1_dot_embedding__pb2.ClearCacheResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class EmbeddingServiceStub:
     """Embeds a large input as a stream of chunks; each response chunk answers one request chunk, in order."""
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.GetModelInfoRequest, _embedding_pb2.GetModelInfoResponse]
     """Describes the loaded model."""
+    ClearCache: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.ClearCacheRequest, _embedding_pb2.ClearCacheResponse]
+    """Drops every vector this replica's in-memory cache holds (the gateway calls it when it erases a user's
+    data: the cache is keyed by a hash of each text, so one user's entries cannot be told apart).
+    """
 
 @_typing.type_check_only
 class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
@@ -51,6 +55,10 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
     """Embeds a large input as a stream of chunks; each response chunk answers one request chunk, in order."""
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_embedding_pb2.GetModelInfoRequest, _embedding_pb2.GetModelInfoResponse]  # type: ignore[assignment]
     """Describes the loaded model."""
+    ClearCache: _aio.UnaryUnaryMultiCallable[_embedding_pb2.ClearCacheRequest, _embedding_pb2.ClearCacheResponse]  # type: ignore[assignment]
+    """Drops every vector this replica's in-memory cache holds (the gateway calls it when it erases a user's
+    data: the cache is keyed by a hash of each text, so one user's entries cannot be told apart).
+    """
 
 class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Turns texts into unit vectors."""
@@ -78,5 +86,15 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_pb2.GetModelInfoResponse, _abc.Awaitable[_embedding_pb2.GetModelInfoResponse]]:
         """Describes the loaded model."""
+
+    @_abc_1.abstractmethod
+    def ClearCache(
+        self,
+        request: _embedding_pb2.ClearCacheRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_embedding_pb2.ClearCacheResponse, _abc.Awaitable[_embedding_pb2.ClearCacheResponse]]:
+        """Drops every vector this replica's in-memory cache holds (the gateway calls it when it erases a user's
+        data: the cache is keyed by a hash of each text, so one user's entries cannot be told apart).
+        """
 
 def add_EmbeddingServiceServicer_to_server(servicer: EmbeddingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
