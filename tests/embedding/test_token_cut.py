@@ -8,7 +8,7 @@ from typing import cast
 import grpc
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
@@ -48,6 +48,7 @@ def test_short_texts_and_a_zero_budget_are_left_alone() -> None:
 
 
 @given(st.text(min_size=0, max_size=300), st.integers(min_value=3, max_value=80))
+@example(text="패", budget=3)  # one character, two pieces: found by this test in CI
 def test_any_text_is_cut_to_at_most_the_budget_as_a_prefix(text: str, budget: int) -> None:
     (cut,), (flag,) = CUTTER.cut([text], budget)
     assert text.startswith(cut)

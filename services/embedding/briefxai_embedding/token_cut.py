@@ -66,6 +66,7 @@ class TokenCutter:
                 out.append(text)
                 flags.append(False)
             else:
-                out.append(text[: encoding.offsets[room - 1][1]])
+                # One character can be several pieces ('패' is two): a cut inside one drops it whole.
+                out.append(text[: min(encoding.offsets[room - 1][1], encoding.offsets[room][0])])
                 flags.append(True)
         return out, flags
