@@ -25,9 +25,10 @@ import grpc
 import psutil
 
 from briefxai.common.v1 import common_pb2
-from briefxai_cli.client import to_proto
+from briefxai_cli.client import MetadataInterceptor, to_proto
 from briefxai_cli.inputs import ConversationRecord, Message
 from briefxai_cli.supervisor import Suite, SuitePlan, plan_suite
+from briefxai_common.service_auth import SERVICE_TOKEN_HEADER
 from briefxai_sampledata import iter_conversations
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,14 +104,18 @@ def conversation_protos(records: Sequence[ConversationRecord]) -> list[common_pb
     return [to_proto(record) for record in records]
 
 
-def channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(
+def channel(address: str, service_token: str = "") -> grpc.Channel:
+    """A channel to a service of a suite; a worker needs the suite's ``service_token`` on every call."""
+    opened = grpc.insecure_channel(
         address,
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ],
     )
+    if not service_token:
+        return opened
+    return grpc.intercept_channel(opened, MetadataInterceptor([(SERVICE_TOKEN_HEADER, service_token)]))
 
 
 def windowed(calls: Sequence[Callable[[], T]], window: int) -> list[T]:

@@ -40,7 +40,6 @@ from briefxai.gateway.v1 import gateway_pb2
 from briefxai_cli.client import GatewayClient, build_options, stage_name, state_name
 from briefxai_cli.inputs import ConversationRecord
 from briefxai_cli.supervisor import SERVICES, Suite
-from briefxai_common.service_auth import SERVICE_TOKEN_HEADER
 
 SEED = 11
 # The embedding service's counters (Prometheus sample name -> key in the results).
@@ -233,10 +232,9 @@ def embedding_model(suite: Suite) -> str:
     """What the running embedding service says it is, e.g. ``onnx / all-MiniLM-L6-v2 (int8)``."""
     from briefxai_embedding.settings import EmbeddingSettings
 
-    with open_channel(suite.plan.service("embedding").address) as ch:
+    with open_channel(suite.plan.service("embedding").address, suite.service_token) as ch:
         stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
-        token = ((SERVICE_TOKEN_HEADER, suite.service_token),)
-        info = stub.GetModelInfo(embedding_pb2.GetModelInfoRequest(), metadata=token, timeout=30)
+        info = stub.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=30)
     settings = EmbeddingSettings.load()
     precision = f" ({settings.onnx_precision})" if info.backend == "onnx" else ""
     return f"{info.backend} / {info.model}{precision}, dim {info.dim}, max {info.max_tokens} tokens"

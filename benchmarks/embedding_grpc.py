@@ -90,7 +90,7 @@ def over_grpc(name: str, batch_size: int, texts: Sequence[str], repeats: int, th
         ready_seconds = time.perf_counter() - started
         pid = service_pids(suite)["embedding"]
         rss_after_load = tree_rss(pid)
-        with open_channel(suite.plan.service("embedding").address) as ch:
+        with open_channel(suite.plan.service("embedding").address, suite.service_token) as ch:
             stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
 
             def call(part: Sequence[str]) -> embedding_pb2.EmbedTextsResponse:
@@ -146,12 +146,14 @@ def single_text_calls(texts: Sequence[str], concurrency: int, *, merging: bool) 
     The cache is off in both, so each text costs a model pass."""
     import grpc
 
+    from briefxai_common.service_auth import token_interceptors
+
     env = {"BRIEFXAI_EMBEDDING_CACHE_MAX_MB": "0"}
     if not merging:
         env |= {"BRIEFXAI_EMBEDDING_MAX_BATCH_TEXTS": "1", "BRIEFXAI_EMBEDDING_BATCH_WAIT_MS": "0"}
 
-    async def drive(address: str) -> tuple[float, list[float]]:
-        async with grpc.aio.insecure_channel(address) as ch:
+    async def drive(address: str, token: str) -> tuple[float, list[float]]:
+        async with grpc.aio.insecure_channel(address, interceptors=token_interceptors(token)) as ch:
             stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
             latencies: list[float] = []
             pending = iter(texts)
@@ -172,7 +174,7 @@ def single_text_calls(texts: Sequence[str], concurrency: int, *, merging: bool) 
             return time.perf_counter() - began, latencies
 
     with running_services(["embedding"], env) as suite:
-        seconds, latencies = asyncio.run(drive(suite.plan.service("embedding").address))
+        seconds, latencies = asyncio.run(drive(suite.plan.service("embedding").address, suite.service_token))
     latencies.sort()
     return {
         "merging": merging,

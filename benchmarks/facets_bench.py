@@ -87,7 +87,10 @@ def _providers(results: Sequence[facets_pb2.ConversationFacets]) -> dict[str, in
 
 def heuristic(conversations: Sequence[common_pb2.Conversation]) -> dict[str, Any]:
     """The default facets service (heuristic provider) over gRPC."""
-    with running_services(["facets"]) as suite, open_channel(suite.plan.service("facets").address) as ch:
+    with (
+        running_services(["facets"]) as suite,
+        open_channel(suite.plan.service("facets").address, suite.service_token) as ch,
+    ):
         stub = facets_pb2_grpc.FacetsServiceStub(ch)
         _extract(stub, conversations[:50])  # warm-up
         with ProcessSampler(service_pids(suite)) as sampler:
@@ -131,7 +134,7 @@ def llm_bound(
     try:
         with (
             running_services(["facets"], env) as suite,
-            open_channel(suite.plan.service("facets").address) as ch,
+            open_channel(suite.plan.service("facets").address, suite.service_token) as ch,
         ):
             stub = facets_pb2_grpc.FacetsServiceStub(ch)
             _extract(stub, warmup)

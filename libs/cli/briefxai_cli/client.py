@@ -248,7 +248,7 @@ class _CallDetails(grpc.ClientCallDetails):
         self.compression = getattr(details, "compression", None)
 
 
-class _MetadataInterceptor(
+class MetadataInterceptor(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
     grpc.StreamUnaryClientInterceptor,
@@ -329,7 +329,7 @@ class GatewayClient:
         api_key = (api_key or "").strip()
         if api_key:
             channel = grpc.intercept_channel(
-                channel, _MetadataInterceptor([("authorization", f"Bearer {api_key}")])
+                channel, MetadataInterceptor([("authorization", f"Bearer {api_key}")])
             )
         self.channel = channel
         self.stub = gateway_pb2_grpc.AnalysisServiceStub(self.channel)
