@@ -33,10 +33,19 @@ ALERT_RULES = DEPLOY / "prometheus" / "alerts.yml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts_test.yml"
 DASHBOARD = DEPLOY / "grafana" / "briefxai-dashboard.json"
 
-ALERTS = ("ServiceDown", "BreakerOpen", "HighErrorRate", "ErrorsPersisting", "MemoryGrowing", "AnalysesStuck")
+ALERTS = (
+    "ServiceDown",
+    "BreakerOpen",
+    "HighErrorRate",
+    "ErrorsPersisting",
+    "MemoryGrowing",
+    "AnalysesStuck",
+    "SecurityEvent",
+)
 
 # The reference's metric names (issue 12), the existing gateway counter the stuck-analyses alert reads,
-# and `up` (Prometheus's own per-target series). Histograms count with their sample suffixes.
+# the security events (issue 13) and `up` (Prometheus's own per-target series). Histograms count with
+# their sample suffixes.
 REFERENCE_METRICS = {
     "briefxai_operations_total": "counter",
     "briefxai_operation_duration_seconds": "histogram",
@@ -45,6 +54,7 @@ REFERENCE_METRICS = {
     "briefxai_errors_total": "counter",
     "briefxai_circuit_breaker_state": "gauge",
     "briefxai_conversations_processed_total": "counter",
+    "briefxai_security_events_total": "counter",
     "up": "gauge",
 }
 

@@ -68,6 +68,8 @@ class ServiceTokenInterceptor(grpc.aio.ServerInterceptor):
             raise ValueError("a service token must not be empty")
         self.service = service
         self._token = token.encode()
+        # The series exists from the start at 0, so that the first refusal is an increase.
+        SECURITY_EVENTS.labels(service=service, kind=REJECTED_KIND)
 
     async def intercept_service(
         self,

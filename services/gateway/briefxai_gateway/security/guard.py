@@ -19,11 +19,12 @@ from briefxai_common.security_metrics import AUTH_FAILURES, SECURITY_EVENTS
 from ..security_settings import AuditSettings, AuthSettings
 from .audit import AuditEvent
 from .authn import AuthenticationFailed, Authenticator
-from .monitor import SecurityMonitor
+from .monitor import CROSS_TENANT_PROBING, INVALID_ARGUMENT_BURST, LOCKOUT, MASS_EXPORT, SecurityMonitor
 from .permissions import Permission, Recorded
 from .principal import ANONYMOUS_ACTOR, Principal, Role
 
 log = get_logger(__name__)
+AUTH_FAILURE = "auth_failure"
 Recorder = Callable[[AuditEvent], Awaitable[None]]
 
 
@@ -69,6 +70,9 @@ class Guard:
         self.authenticator = authenticator
         self.monitor = monitor
         self.record = record
+        # Every kind's series exists from the start at 0, so that the first event is an increase.
+        for kind in (AUTH_FAILURE, LOCKOUT, CROSS_TENANT_PROBING, MASS_EXPORT, INVALID_ARGUMENT_BURST):
+            SECURITY_EVENTS.labels(service="gateway", kind=kind)
 
     @property
     def enabled(self) -> bool:
@@ -128,7 +132,7 @@ class Guard:
 
     async def _failure(self, failure: AuthenticationFailed, call: CallFacts) -> None:
         AUTH_FAILURES.labels(service="gateway", reason=failure.reason.partition(":")[0]).inc()
-        SECURITY_EVENTS.labels(service="gateway", kind="auth_failure").inc()
+        SECURITY_EVENTS.labels(service="gateway", kind=AUTH_FAILURE).inc()
         log.warning("auth_failed", reason=failure.reason, key_id=failure.key_id, peer=call.peer, rpc=call.rpc)
         actor = f"key:{failure.key_id}" if failure.key_id else ANONYMOUS_ACTOR
         await self.record(
