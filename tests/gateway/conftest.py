@@ -22,7 +22,7 @@ from briefxai.common.v1 import common_pb2
 from briefxai.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from briefxai_common.apikeys import generate_api_key
 from briefxai_common.bootstrap import RunningService, start_service
-from briefxai_common.service_auth import metadata_interceptors
+from briefxai_common.interceptors import metadata_interceptors
 from briefxai_gateway.server import Gateway, build_gateway
 from briefxai_gateway.settings import GatewaySettings
 from briefxai_gateway.store import Store

@@ -231,7 +231,23 @@ class TLSSettings(BaseModel):
         return bool(self.cert_file or self.ca_file)
 
 
-class ServiceSettings(BaseSettings):
+class _EnvOverFile(BaseSettings):
+    """Settings read from the YAML file (passed as init kwargs) with the environment overriding them."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so that it overrides values read from the YAML file (passed as init kwargs).
+        return (env_settings, init_settings)
+
+
+class ServiceSettings(_EnvOverFile):
     """Settings every service has. Subclasses set ``section`` and their own ``env_prefix``."""
 
     section: ClassVar[str] = ""
@@ -295,18 +311,6 @@ class ServiceSettings(BaseSettings):
         return port
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first so that it overrides values read from the YAML file (passed as init kwargs).
-        return (env_settings, init_settings)
-
-    @classmethod
     def load(cls, config_path: str | Path | None = None, **overrides: Any) -> Self:
         """Reads this service's section of the YAML file (over the monitoring block), applies env
         overrides, validates."""
@@ -318,23 +322,12 @@ class ServiceSettings(BaseSettings):
             raise ConfigError(describe_validation_error(cls.section, exc)) from exc
 
 
-class _SectionTLS(BaseSettings):
+class _SectionTLS(_EnvOverFile):
     """Only the ``tls`` key of a section, read the way the service reads it (see :func:`section_tls`)."""
 
     model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
 
     tls: TLSSettings = Field(default_factory=lambda: TLSSettings.model_validate({}))
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
 
 
 def section_tls(section: str, config_path: str | Path | None = None) -> TLSSettings:

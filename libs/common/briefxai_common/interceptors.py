@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
@@ -93,49 +93,79 @@ def _call_ids(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
     return ids
 
 
-def _with_forwarded_ids(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-    bound = structlog.contextvars.get_contextvars()
-    ids = [(header, str(bound[key])) for header, key, _ in FORWARDED_IDS if bound.get(key)]
-    if not ids:
+Pairs: TypeAlias = Sequence[tuple[str, str]]
+
+
+def with_metadata(details: grpc.aio.ClientCallDetails, pairs: Pairs) -> grpc.aio.ClientCallDetails:
+    """``details`` with ``pairs`` added to its metadata; a key the caller set itself is kept."""
+    if not pairs:
         return details
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    for header, value in ids:
-        if header not in metadata:
-            metadata.add(header, value)
+    for key, value in pairs:
+        if key not in metadata:
+            metadata.add(key, value)
     return grpc.aio.ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )
 
 
-class _ForwardUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+class _AddUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, pairs: Callable[[], Pairs]) -> None:
+        self.pairs = pairs
+
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_with_forwarded_ids(client_call_details), request)
+        return await continuation(with_metadata(client_call_details, self.pairs()), request)
 
 
-class _ForwardUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+class _AddUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, pairs: Callable[[], Pairs]) -> None:
+        self.pairs = pairs
+
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_with_forwarded_ids(client_call_details), request)
+        return await continuation(with_metadata(client_call_details, self.pairs()), request)
 
 
-class _ForwardStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+class _AddStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, pairs: Callable[[], Pairs]) -> None:
+        self.pairs = pairs
+
     async def intercept_stream_unary(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(_with_forwarded_ids(client_call_details), request_iterator)
+        return await continuation(with_metadata(client_call_details, self.pairs()), request_iterator)
 
 
-class _ForwardStreamStream(grpc.aio.StreamStreamClientInterceptor):
+class _AddStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, pairs: Callable[[], Pairs]) -> None:
+        self.pairs = pairs
+
     async def intercept_stream_stream(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(_with_forwarded_ids(client_call_details), request_iterator)
+        return await continuation(with_metadata(client_call_details, self.pairs()), request_iterator)
+
+
+def adding_interceptors(pairs: Callable[[], Pairs]) -> list[Any]:
+    """aio client interceptors, one per call kind (grpc.aio files an interceptor under one kind only),
+    that add the metadata ``pairs()`` gives at each call."""
+    return [_AddUnaryUnary(pairs), _AddUnaryStream(pairs), _AddStreamUnary(pairs), _AddStreamStream(pairs)]
+
+
+def metadata_interceptors(pairs: Pairs) -> list[Any]:
+    """aio client interceptors that add the fixed ``pairs`` to every call's metadata."""
+    fixed = tuple(pairs)
+    return adding_interceptors(lambda: fixed)
+
+
+def _forwarded_ids() -> Pairs:
+    bound = structlog.contextvars.get_contextvars()
+    return [(header, str(bound[key])) for header, key, _ in FORWARDED_IDS if bound.get(key)]
 
 
 def forwarding_interceptors() -> list[Any]:
-    """Client interceptors (one per call kind: grpc.aio files an interceptor under one kind only) that
-    send the request id and analysis id bound in the caller's log context as ``x-request-id`` and
-    ``x-analysis-id``; metadata the caller set itself is kept."""
-    return [_ForwardUnaryUnary(), _ForwardUnaryStream(), _ForwardStreamUnary(), _ForwardStreamStream()]
+    """Client interceptors that send the request id and analysis id bound in the caller's log context as
+    ``x-request-id`` and ``x-analysis-id``; metadata the caller set itself is kept."""
+    return adding_interceptors(_forwarded_ids)
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from briefxai_common.interceptors import metadata_interceptors
 from briefxai_common.logging import get_logger
 from briefxai_common.security_metrics import AUTH_FAILURES, SECURITY_EVENTS
 
@@ -93,59 +94,6 @@ class ServiceTokenInterceptor(grpc.aio.ServerInterceptor):
             f"the {self.service} service accepts calls from the BriefXAI gateway only: "
             f"{reason} service token ({SERVICE_TOKEN_HEADER} metadata)",
         )
-
-
-def _with_metadata(
-    details: grpc.aio.ClientCallDetails, pairs: tuple[tuple[str, str], ...]
-) -> grpc.aio.ClientCallDetails:
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    for key, value in pairs:
-        if key not in metadata:
-            metadata.add(key, value)
-    return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-    )
-
-
-class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, pairs: tuple[tuple[str, str], ...]) -> None:
-        self.pairs = pairs
-
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_with_metadata(client_call_details, self.pairs), request)
-
-
-class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, pairs: tuple[tuple[str, str], ...]) -> None:
-        self.pairs = pairs
-
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(_with_metadata(client_call_details, self.pairs), request)
-
-
-class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
-    def __init__(self, pairs: tuple[tuple[str, str], ...]) -> None:
-        self.pairs = pairs
-
-    async def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(_with_metadata(client_call_details, self.pairs), request_iterator)
-
-
-class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
-    def __init__(self, pairs: tuple[tuple[str, str], ...]) -> None:
-        self.pairs = pairs
-
-    async def intercept_stream_stream(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await continuation(_with_metadata(client_call_details, self.pairs), request_iterator)
-
-
-def metadata_interceptors(pairs: tuple[tuple[str, str], ...]) -> list[Any]:
-    """aio client interceptors (one per call kind) that add ``pairs`` to every call's metadata."""
-    return [_UnaryUnary(pairs), _UnaryStream(pairs), _StreamUnary(pairs), _StreamStream(pairs)]
 
 
 def token_interceptors(token: str) -> list[Any]:

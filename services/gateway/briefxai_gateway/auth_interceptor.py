@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
@@ -57,7 +56,7 @@ def resource_of(method: str, request: Any, response: Any) -> str:
         key_id: str = getattr(getattr(message, "api_key", None), "id", "")
         if key_id:
             return f"api_keys/{key_id}"
-    identifier = getattr(request, "id", "") if request is not None and not inspect.isasyncgen(request) else ""
+    identifier = getattr(request, "id", "")  # a request stream has none
     if isinstance(identifier, str) and identifier:
         prefix = "api_keys" if name.endswith("ApiKey") else "analyses"
         return f"{prefix}/{identifier.removeprefix('analyses/')}"

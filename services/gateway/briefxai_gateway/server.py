@@ -168,7 +168,7 @@ class Gateway:
         keys = KeyManager(store, settings.tenant_id)
         jwt = JwtVerifier(settings.auth.jwt) if settings.auth.jwt.issuer else None
         monitor = SecurityMonitor(settings.auth, audit.record)
-        authenticator = Authenticator(settings.auth, keys, jwt)
+        authenticator = Authenticator(keys, jwt)
         self._guard = Guard(
             settings.auth, settings.audit, settings.tenant_id, authenticator, monitor, audit.record
         )

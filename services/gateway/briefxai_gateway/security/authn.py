@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from briefxai_common.apikeys import MalformedApiKey, hash_api_key, key_id_of, looks_like_api_key
+from briefxai_common.apikeys import hash_api_key, key_id_of, looks_like_api_key
 
-from ..security_settings import AuthSettings
 from .jwt_auth import JwtRejected, JwtVerifier, looks_like_jwt
 from .keys import ApiKeyRecord, KeyManager, utcnow
 from .principal import Principal
@@ -61,20 +60,21 @@ class _Cached:
 
 
 class Authenticator:
-    def __init__(self, settings: AuthSettings, keys: KeyManager, jwt: JwtVerifier | None = None) -> None:
-        self.settings = settings
+    def __init__(self, keys: KeyManager, jwt: JwtVerifier | None = None) -> None:
         self.keys = keys
         self.jwt = jwt
         self._cache: dict[str, _Cached] = {}
         self._touched: dict[str, float] = {}
 
     @staticmethod
-    def key_id_in(token: str) -> str:
-        """The key id a credential names ("" for a JWT or garbage): what lockouts count per key."""
+    def key_id_in(authorization: str | None) -> str:
+        """The key id the credential of ``authorization`` names ("" for a JWT, garbage or none): what
+        lockouts count per key."""
         try:
-            return key_id_of(token) if looks_like_api_key(token) else ""
-        except MalformedApiKey:
+            token = bearer_token(authorization)
+        except AuthenticationFailed:
             return ""
+        return key_id_of(token) if looks_like_api_key(token) else ""
 
     async def authenticate(self, authorization: str | None) -> Principal:
         token = bearer_token(authorization)

@@ -87,13 +87,14 @@ class Guard:
         else:
             principal = await self._authenticate(authorization, call)
         if permission is None or not principal.may(permission.role):
+            action = permission.action if permission is not None else "unknown"
             needed = (
                 "no role (the method is not open to callers)" if permission is None else permission.role.label
             )
             await self._event(
                 principal,
                 call,
-                action=permission.action if permission is not None else "unknown",
+                action=action,
                 status_code="PERMISSION_DENIED",
                 details={"role": principal.role.label, "needed": needed},
             )
@@ -101,7 +102,7 @@ class Guard:
                 principal=principal,
                 peer=call.peer,
                 rpc=call.rpc,
-                action=permission.action if permission else "unknown",
+                action=action,
                 status_code="PERMISSION_DENIED",
                 trace_id=call.trace_id,
             )
@@ -109,10 +110,7 @@ class Guard:
         return principal
 
     async def _authenticate(self, authorization: str | None, call: CallFacts) -> Principal:
-        token_key_id = ""
-        if authorization:
-            token = authorization.strip()[len("bearer ") :].strip()
-            token_key_id = self.authenticator.key_id_in(token)
+        token_key_id = self.authenticator.key_id_in(authorization)
         locked = self.monitor.lockout_remaining(token_key_id, call.peer)
         if locked > 0:
             await self._failure(AuthenticationFailed("locked", token_key_id), call)

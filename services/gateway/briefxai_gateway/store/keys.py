@@ -61,16 +61,6 @@ class KeyRepository(StoreBase):
             row = conn.execute(select(schema.api_keys).where(k.key_hash == key_hash)).first()
         return None if row is None else _record(row)
 
-    def api_key(self, key_id: str, tenant_id: str | None) -> ApiKeyRecord | None:
-        """The key ``key_id`` of ``tenant_id`` (None: of any tenant)."""
-        k = schema.api_keys.c
-        query = select(schema.api_keys).where(k.id == key_id)
-        if tenant_id is not None:
-            query = query.where(k.tenant_id == tenant_id)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else _record(row)
-
     def list_api_keys(
         self, tenant_id: str | None, include_inactive: bool, now: datetime
     ) -> list[ApiKeyRecord]:
