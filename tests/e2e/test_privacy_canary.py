@@ -16,7 +16,6 @@ import json
 import random
 import string
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +32,17 @@ SEED = 7
 MERGE_OFF = {"BRIEFXAI_CLUSTERING_MERGE_SMALL_CLUSTERS": "false"}
 
 
+# The canaries are drawn from a fixed seed: unique in the data set all the same, and the same in every run,
+# so that the clustering (which the planted words shape) groups the small groups the same way each time.
+RNG = random.Random(20261203)
+
+
 def _letters(count: int) -> str:
-    return "".join(random.choices(string.ascii_lowercase, k=count))
+    return "".join(RNG.choices(string.ascii_lowercase, k=count))
+
+
+def _hex() -> str:
+    return f"{RNG.getrandbits(128):032x}"
 
 
 @dataclass(frozen=True)
@@ -64,15 +72,15 @@ class Canaries:
 
 def new_canaries() -> Canaries:
     def aws() -> str:
-        return "AKIA" + "".join(random.choices(string.ascii_uppercase + string.digits, k=15)) + "7"
+        return "AKIA" + "".join(RNG.choices(string.ascii_uppercase + string.digits, k=15)) + "7"
 
     return Canaries(
-        solo_word=f"canary-{uuid.uuid4().hex}",
+        solo_word=f"canary-{_hex()}",
         solo_letters=f"canary{_letters(12)}",
-        pair_word=f"canary-{uuid.uuid4().hex}",
-        small_key=f"sk-proj-{uuid.uuid4().hex}{uuid.uuid4().hex[:8]}",
+        pair_word=f"canary-{_hex()}",
+        small_key=f"sk-proj-{_hex()}{_hex()[:8]}",
         small_aws=aws(),
-        large_key=f"sk-{uuid.uuid4().hex}7",
+        large_key=f"sk-{_hex()}7",
         large_aws=aws(),
     )
 
